@@ -1,0 +1,61 @@
+"""The command line: `python -m harness run|report|check FILE [options]`.
+
+Only argparse is imported here; each command imports what it needs when it runs, so
+`python -m harness --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  python -m harness run experiments/optimizers.yaml
+  python -m harness run experiments/optimizers.yaml --set train.epochs=1 --set seeds=[0]
+  python -m harness run experiments/optimizers.yaml --dry-run
+  mlflow ui --backend-store-uri sqlite:///results/mlflow.db
+
+exit codes: 0 all trials finished, 1 some trial failed or diverged, 2 bad config or usage,
+130 interrupted"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="the experiment's YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a dotted key, the value read as YAML (repeatable): "
+                        "--set train.epochs=1 --set seeds=[0]")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///<results>/mlflow.db)")
+    p.add_argument("--results", metavar="DIR", default="results",
+                   help="where tables and plots go (default: results)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness", epilog=EPILOG, formatter_class=argparse.RawTextHelpFormatter,
+        description="Benchmark and ablation harness for the building blocks of deep learning, "
+                    "on NumPy, PyTorch and JAX.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="sweep an experiment, log to MLflow, write results/",
+                         epilog=EPILOG, formatter_class=argparse.RawTextHelpFormatter)
+    _common(run)
+    run.add_argument("--dry-run", action="store_true", help="list the trials, run nothing")
+    run.add_argument("--executor", choices=("local", "pool"), default="local",
+                     help="local: one trial after another (default); pool: worker processes")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="pool workers (default: the number of cores)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        print("--workers: expected an integer >= 1", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        from .runner import run
+
+        return run(args)
+    return 2

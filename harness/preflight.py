@@ -1,0 +1,57 @@
+"""Checks that need more than the file: frameworks, devices, and every model's shapes.
+
+They run after the file is read and before anything is created, so a sweep that cannot
+finish is refused whole, with exit code 2, instead of failing trial after trial.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .config import Trial
+from .validate import ConfigError
+
+
+def preflight(source: str, trials: list[Trial]) -> list[ConfigError]:
+    import backends
+
+    errors: list[ConfigError] = []
+    seen_backends, seen_devices, seen_models = set(), set(), set()
+    for t in trials:
+        if t.backend not in seen_backends:
+            seen_backends.add(t.backend)
+            if not backends.installed(t.backend):
+                extra = "torch" if t.backend == "torch" else "jax"
+                errors.append(ConfigError(source, "backends", (
+                    f"backend {t.backend} needs {backends.FRAMEWORK[t.backend]}, which is not "
+                    f"installed: pip install -e '.[{extra}]'")))
+                continue
+        if (t.backend, t.device) not in seen_devices and backends.installed(t.backend):
+            seen_devices.add((t.backend, t.device))
+            present = backends.load(t.backend).devices()
+            if t.device not in present:
+                errors.append(ConfigError(source, "devices", (
+                    f"backend {t.backend} has no device {t.device!r} on this machine "
+                    f"(present: {', '.join(present)})")))
+        key = json.dumps({k: t.config[k] for k in ("task", "model")}, sort_keys=True)
+        if key not in seen_models:
+            seen_models.add(key)
+            errors += _check_model(source, t)
+    return errors
+
+
+def _check_model(source: str, t: Trial) -> list[ConfigError]:
+    from .train import dataset, model_for
+
+    where = f"model (at sweep point {t.point_label})" if t.point else "model"
+    try:
+        data = dataset(t.config["task"], t.seed)
+    except Exception as exc:  # noqa: BLE001 -- reported as a config error, with its cause
+        return [ConfigError(source, "task", f"could not load task: {type(exc).__name__}: "
+                                            f"{exc}")]
+    try:
+        model_for(t, data)
+    except ValueError as exc:  # ShapeError is a ValueError
+        return [ConfigError(source, where, f"arch {t.experiment.model.arch} cannot take this "
+                                           f"task's input {data.input_shape}: {exc}")]
+    return []

@@ -1,0 +1,178 @@
+"""MLflow, exactly as SPEC 4.5 says: one experiment per `name`, a parent run per invocation,
+a child run per trial, step metrics written in batches off the training step.
+
+The driver is the one writer: with a local pool the workers hand their records back and
+the driver logs them, since SQLite takes one writer at a time. MLflow never sets KILLED by
+itself and leaves a killed run RUNNING, so `close_stale` marks RUNNING children of the
+experiment KILLED before a re-run starts (one invocation per experiment and store at a time).
+mlflow is imported here only, lazily: `import harness` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+TRIAL_TAG = "harness.trial"  # the trial's hash: its identity across invocations
+STATUS_TAG = "harness.status"  # finished, diverged, failed, killed
+KIND_TAG = "harness.kind"  # parent or trial
+PARENT_TAG = "mlflow.parentRunId"
+BATCH = 1000  # MLflow's cap on metrics per log_batch call
+PARAM_BATCH = 100  # ... and on params
+
+
+def default_uri(results: str | Path) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(results) / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions from package metadata: importing torch or jax to ask would cost seconds."""
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "torch", "jax", "jaxlib", "optax", "mlflow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def context_tags() -> dict[str, str]:
+    tags = {f"harness.version.{k}": v for k, v in library_versions().items()}
+    tags["harness.host"] = socket.gethostname()
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> dotted params, as strings (MLflow params are strings)."""
+    out = {}
+    for key, value in config.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, path))
+        elif isinstance(value, list):
+            out[path] = ",".join(v.get("name", str(v)) if isinstance(v, dict) else str(v)
+                                 for v in value) or "none"
+        else:
+            out[path] = str(value)
+    return out
+
+
+class Tracker:
+    """The driver's handle on one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        from mlflow.tracking import MlflowClient
+
+        path = _sqlite_path(uri)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = None
+            if path is not None:  # keep artifacts beside the database, not in ./mlruns
+                location = (path.parent.resolve() / "mlartifacts" / experiment).as_uri()
+            self.experiment_id = self.client.create_experiment(experiment,
+                                                               artifact_location=location)
+        else:
+            self.experiment_id = found.experiment_id
+
+    # ------------------------------------------------------------------ reading
+
+    def runs(self, status: str | None = None) -> list:
+        filt = f"attributes.status = '{status}'" if status else ""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filt,
+                                           max_results=1000, page_token=token)
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+    def finished(self) -> dict[str, object]:
+        """trial hash -> its FINISHED run (the latest, should there be more than one)."""
+        done = {}
+        for run in sorted(self.runs("FINISHED"), key=lambda r: r.info.start_time or 0):
+            trial = run.data.tags.get(TRIAL_TAG)
+            if trial:
+                done[trial] = run
+        return done
+
+    def close_stale(self) -> int:
+        """Mark RUNNING runs of this experiment KILLED: left by a killed invocation."""
+        stale = self.runs("RUNNING")
+        for run in stale:
+            self.client.set_tag(run.info.run_id, STATUS_TAG, "killed")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
+
+    # ------------------------------------------------------------------ writing
+
+    def start_parent(self, name: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={**tags, KIND_TAG: "parent"})
+        return run.info.run_id
+
+    def start_trial(self, parent_id: str, trial, tags: dict[str, str],
+                    start_time: int | None = None) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=trial.label, start_time=start_time,
+            tags={**tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash, KIND_TAG: "trial",
+                  "harness.point": trial.point_label})
+        params = flatten(trial.config)
+        params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(run.info.run_id, params=items[i:i + PARAM_BATCH])
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, rows: list[tuple[str, float, int, int]]) -> None:
+        """rows of (key, value, step, timestamp ms), written BATCH at a time."""
+        from mlflow.entities import Metric
+
+        items = [Metric(k, float(v), int(ts), int(step)) for k, v, step, ts in rows]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + BATCH])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(run_id, tags=items[i:i + PARAM_BATCH])
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        self.client.log_artifacts(run_id, str(folder))
+
+    def end(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status, end_time=end_time)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,196 @@
+"""One trial: data, model, backend, and the training loop, with nothing in it but the work.
+
+The trial's seed makes one `np.random.SeedSequence`, split into independent streams for the
+initial weights, the data order, augmentation and dropout masks, all drawn on the host, so
+that one trial on three backends starts from the same weights and sees the same batches and
+masks (SPEC 4.2), and changing the augmentation leaves the initial weights alone.
+
+Metrics go to a `sink` a whole epoch at a time, never from inside the step: one MLflow call
+on SQLite costs more than a small training step (SPEC 4.5).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends import load as load_backend
+from backends.archs import build_model
+from backends.init import init_params
+from backends.spec import dropout_masks, dropout_layers
+
+from .config import Trial
+
+EVAL_BATCH = 1000  # evaluation is chunked only to bound memory
+
+
+@dataclass
+class Outcome:
+    status: str  # finished, diverged or failed
+    final: dict = field(default_factory=dict)  # last value of every metric
+    error: str | None = None
+    traceback: str | None = None
+    steps: int = 0
+    epochs: int = 0
+    setup_s: float = 0.0  # data, model and backend build
+    train_s: float = 0.0  # the training loop, evaluation included
+    device_name: str = ""
+    params: dict = field(default_factory=dict)  # final canonical params and buffers
+    history: dict = field(default_factory=dict)  # key -> [(step, value)] for the plot
+
+
+class Sink:
+    """Where a trial's records go; the runner supplies one that writes to MLflow."""
+
+    def metrics(self, rows: list[tuple[str, float, int, int]]) -> None:
+        """rows of (key, value, step, timestamp ms), a whole epoch at a time."""
+
+    def progress(self, epoch: int, epochs: int, loss: float) -> None:
+        """The running trial's epoch and training loss, for the progress bar."""
+
+
+_DATA: dict = {}  # task config -> Dataset, loaded once per process
+
+
+def dataset(task: dict, seed: int):
+    from .tasks import load_task
+
+    key = (repr(sorted(task.items())), seed)
+    if key not in _DATA:
+        options = {k: v for k, v in task.items() if k != "name"}
+        _DATA[key] = load_task(task["name"], seed=seed, **options)
+    return _DATA[key]
+
+
+def model_for(trial: Trial, data):
+    """The trial's model spec, shape-checked against the task's data."""
+    from .tasks import TASKS
+
+    m = trial.experiment.model
+    info = TASKS[trial.experiment.task.name]
+    return build_model(m.arch, data.input_shape, data.n_outputs, info.loss,
+                       activation=m.activation, slope=m.slope, maxout_k=m.maxout_k,
+                       batchnorm=m.batchnorm, dropout=m.dropout, depth=m.depth, width=m.width,
+                       skips=m.skips)
+
+
+def _metrics(kind: str, outputs: np.ndarray, y: np.ndarray, prefix: str, loss: float,
+             y_std=None) -> dict[str, float]:
+    out = {f"{prefix}/loss": loss}
+    if kind == "classification":
+        out[f"{prefix}/accuracy"] = float(np.mean(outputs.argmax(axis=1) == y))
+    else:  # mean absolute error in the task's own units
+        scale = 1.0 if y_std is None else float(np.mean(y_std))
+        out[f"{prefix}/mae"] = float(np.mean(np.abs(outputs - y))) * scale
+    return out
+
+
+def evaluate(trainer, x: np.ndarray, y: np.ndarray, kind: str, prefix: str, y_std=None):
+    losses, outs = [], []
+    for i in range(0, len(x), EVAL_BATCH):
+        loss, out = trainer.evaluate(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH])
+        losses.append(loss * len(out))
+        outs.append(out)
+    outputs = np.concatenate(outs)
+    return _metrics(kind, outputs, y, prefix, float(sum(losses) / len(x)), y_std)
+
+
+def run_trial(trial: Trial, sink: Sink | None = None) -> Outcome:
+    """Train one trial to the end, or until its loss is no longer finite. Never raises but
+    KeyboardInterrupt: an exception becomes a failed Outcome with its traceback."""
+    sink = sink or Sink()
+    outcome = Outcome(status="failed")
+    try:
+        _train(trial, sink, outcome)
+    except KeyboardInterrupt:
+        raise
+    except MemoryError as exc:
+        outcome.status, outcome.error = "failed", f"out of memory: {exc}"
+        outcome.traceback = traceback.format_exc()
+    except Exception as exc:  # noqa: BLE001 -- a trial's failure must not end the sweep
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        outcome.traceback = traceback.format_exc()
+    return outcome
+
+
+def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
+    from .augment import apply_augmentations
+
+    t_setup = time.perf_counter()
+    exp = trial.experiment
+    tr = exp.train
+    init_ss, order_ss, aug_ss, drop_ss = np.random.SeedSequence(trial.seed).spawn(4)
+    data = dataset(trial.config["task"], trial.seed)
+    spec = model_for(trial, data)
+    params, buffers = init_params(spec, exp.model.init, np.random.default_rng(init_ss),
+                                  std=exp.model.init_std)
+    o = exp.optimizer
+    from backends.optim import OptimizerSpec
+
+    opt = OptimizerSpec(name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                        rho=o.rho, beta1=o.beta1, beta2=o.beta2, eps=o.eps,
+                        weight_decay=o.weight_decay)
+    trainer = load_backend(trial.backend).build(
+        spec, params, buffers, opt, device=trial.device, dtype=tr.dtype, rng=tr.rng,
+        seed=trial.seed, compile=tr.compile)
+    outcome.device_name = trainer.device_name
+    order_rng, aug_rng = np.random.default_rng(order_ss), np.random.default_rng(aug_ss)
+    drop_rng = np.random.default_rng(drop_ss)
+    canonical_masks = tr.rng == "canonical" and bool(dropout_layers(spec))
+
+    x, y = data.x_train, data.y_train
+    n = len(x)
+    batch = n if o.name == "gd" else min(tr.batch_size, n)
+    per_epoch = n // batch  # drop the last partial batch: fixed shapes, no re-compiles
+    outcome.setup_s = time.perf_counter() - t_setup
+
+    t_train = time.perf_counter()
+    step = 0
+    for epoch in range(1, tr.epochs + 1):
+        order = order_rng.permutation(n) if batch < n else np.arange(n)
+        rows, times, losses = [], [], []
+        for b in range(per_epoch):
+            idx = order[b * batch:(b + 1) * batch]
+            xb, yb = x[idx], y[idx]
+            if exp.augment:
+                xb = apply_augmentations(xb, list(exp.augment), aug_rng)
+            masks = dropout_masks(spec, len(idx), drop_rng) if canonical_masks else None
+            t0 = time.perf_counter()
+            loss = trainer.train_step(xb, yb, masks)
+            times.append(time.perf_counter() - t0)
+            step += 1
+            losses.append(loss)
+            if step % tr.log_every == 0 or not math.isfinite(loss):
+                rows.append(("train/loss", loss, step))
+            if not math.isfinite(loss):
+                break
+        outcome.steps, outcome.epochs = step, epoch
+        diverged = not math.isfinite(losses[-1])
+        values = {} if diverged else evaluate(trainer, data.x_val, data.y_val, data.kind,
+                                              "val", data.y_std)
+        if tr.eval_train and not diverged:
+            train_eval = evaluate(trainer, x, y, data.kind, "train", data.y_std)
+            values.update({k: v for k, v in train_eval.items() if k != "train/loss"})
+        step_s = float(np.median(times))
+        values["train/loss_epoch"] = float(np.mean(losses))  # the epoch's mean step loss
+        values.update({"perf/step_ms": 1000 * step_s, "perf/samples_per_s": batch / step_s,
+                       "epoch": epoch})
+        rows += [(k, v, step) for k, v in values.items()]
+        stamp = int(time.time() * 1000)
+        sink.metrics([(k, float(v), s, stamp) for k, v, s in rows])
+        for k, v, s in rows:
+            outcome.history.setdefault(k, []).append((s, float(v)))
+            outcome.final[k] = float(v)
+        sink.progress(epoch, tr.epochs, float(np.mean(losses)))
+        if diverged:
+            outcome.status = "diverged"
+            outcome.error = f"loss became {losses[-1]} at step {step}"
+            break
+    else:
+        outcome.status = "finished"
+    outcome.train_s = time.perf_counter() - t_train
+    outcome.params = {**trainer.params(), **trainer.buffers()}

@@ -49,9 +49,15 @@ def _check_model(source: str, t: Trial) -> list[ConfigError]:
     except Exception as exc:  # noqa: BLE001 -- reported as a config error, with its cause
         return [ConfigError(source, "task", f"could not load task: {type(exc).__name__}: "
                                             f"{exc}")]
+    arch = t.experiment.model.arch
     try:
-        model_for(t, data)
+        spec = model_for(t, data)
     except ValueError as exc:  # ShapeError is a ValueError
-        return [ConfigError(source, where, f"arch {t.experiment.model.arch} cannot take this "
-                                           f"task's input {data.input_shape}: {exc}")]
+        return [ConfigError(source, where, f"arch {arch} cannot take this task's input "
+                                           f"{data.input_shape}: {exc}")]
+    want = (data.n_outputs,) if data.kind == "classification" else data.output_shape
+    if spec.output_shape != want:
+        return [ConfigError(source, where, (
+            f"arch {arch} cannot serve task {data.name}: it outputs {spec.output_shape} per "
+            f"sample, the task's {data.kind} targets need {want}"))]
     return []

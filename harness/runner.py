@@ -127,7 +127,7 @@ def run(args) -> int:
     if args.dry_run:
         return _dry_run(exp, trials)
 
-    from .tracking import Tracker, context_tags, default_uri
+    from .tracking import Tracker, default_uri
 
     results = Path(args.results)
     uri = args.tracking_uri or default_uri(results)
@@ -145,7 +145,7 @@ def run(args) -> int:
                       f"finished, {len(todo)} to run; tracking {uri}"
                       + (f"; marked {stale} stale RUNNING runs KILLED" if stale else ""))
     parent = tracker.start_parent(f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  {**context_tags(), "harness.file": str(args.file),
+                                  {"harness.file": str(args.file),
                                    "harness.trials": str(len(trials)),
                                    "harness.executor": args.executor})
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

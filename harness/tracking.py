@@ -83,12 +83,17 @@ class Tracker:
     """The driver's handle on one MLflow experiment."""
 
     def __init__(self, uri: str, experiment: str):
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        for name in ("mlflow", "alembic"):  # their INFO lines would break the progress bar
+            logging.getLogger(name).setLevel(logging.WARNING)
         path = _sqlite_path(uri)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
+        self.context = context_tags()  # on the parent and every child: versions, host, commit
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
@@ -134,7 +139,7 @@ class Tracker:
 
     def start_parent(self, name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={**tags, KIND_TAG: "parent"})
+                                     tags={**self.context, **tags, KIND_TAG: "parent"})
         return run.info.run_id
 
     def start_trial(self, parent_id: str, trial, tags: dict[str, str],
@@ -143,7 +148,7 @@ class Tracker:
 
         run = self.client.create_run(
             self.experiment_id, run_name=trial.label, start_time=start_time,
-            tags={**tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash, KIND_TAG: "trial",
+            tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash, KIND_TAG: "trial",
                   "harness.point": trial.point_label})
         params = flatten(trial.config)
         params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))

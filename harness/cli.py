@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                      help="local: one trial after another (default); pool: worker processes")
     run.add_argument("--workers", type=int, metavar="N",
                      help="pool workers (default: the number of cores)")
+    rep = sub.add_parser("report", help="tables, plots and claim verdicts, from MLflow alone",
+                         formatter_class=argparse.RawTextHelpFormatter)
+    _common(rep)
     return p
 
 
@@ -58,4 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         from .runner import run
 
         return run(args)
+    if args.command == "report":
+        from .report import report
+
+        return report(args)
     return 2

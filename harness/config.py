@@ -227,6 +227,13 @@ def _check_sweep(ck: Checker, raw: dict, sweep, task_defaults: dict) -> dict[str
 def _check_claims(ck: Checker, raw: dict, task_defaults: dict) -> None:
     claims = raw.get("expect", [])
     for i, claim in enumerate(claims if isinstance(claims, list) else []):
+        if isinstance(claim, dict) and claim.get("agree") is not None:
+            axis = claim["agree"]
+            if axis not in ("backend", "device", "seed") and (
+                    not isinstance(axis, str) or path_exists(raw, axis, task_defaults)):
+                ck.error(f"expect[{i}].agree", f"expected backend, device, seed or a config "
+                                               f"path, found {axis!r}")
+            continue
         for side in ("better", "than"):
             selector = claim.get(side) if isinstance(claim, dict) else None
             if not isinstance(selector, dict) or not selector:

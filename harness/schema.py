@@ -16,8 +16,9 @@ from backends.spec import ACTIVATIONS
 
 BACKENDS = ("numpy", "torch", "jax")
 DEVICES = ("cpu", "gpu", "auto")
-METRICS = ("train/loss", "train/accuracy", "train/mae", "val/loss", "val/accuracy", "val/mae",
-           "val/mae_unknown", "val/iou", "perf/samples_per_s", "perf/step_ms")
+METRICS = ("train/loss", "train/loss_epoch", "train/eval_loss", "train/accuracy", "train/mae",
+           "val/loss", "val/accuracy", "val/mae", "val/mae_unknown", "val/iou", "gap/accuracy",
+           "gap/loss", "perf/samples_per_s", "perf/step_ms")
 
 
 def _choices(default, choices, doc=""):
@@ -99,6 +100,8 @@ class Claim:
 
     better: dict = field(default_factory=dict)  # dotted path -> value: this configuration
     than: dict = field(default_factory=dict)  # ... against this one
+    agree: str | None = None  # or: trials differing only in this axis (backend) agree ...
+    within: float = _check(1e-4, positive, "> 0")  # ... to this relative tolerance
     metric: str = _choices("val/accuracy", METRICS)  # final value, per seed
     by_at_least: float = _check(0.0, non_negative, ">= 0")  # margin in the metric's units
     higher_is_better: bool | None = None  # None: accuracy and throughput up, losses down

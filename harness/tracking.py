@@ -148,8 +148,8 @@ class Tracker:
 
         run = self.client.create_run(
             self.experiment_id, run_name=trial.label, start_time=start_time,
-            tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash, KIND_TAG: "trial",
-                  "harness.point": trial.point_label})
+            tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash,
+                  KIND_TAG: "trial", "harness.point": trial.point_label})
         params = flatten(trial.config)
         params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))
         items = [Param(k, v[:6000]) for k, v in params.items()]

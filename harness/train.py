@@ -21,7 +21,7 @@ import numpy as np
 from backends import load as load_backend
 from backends.archs import build_model
 from backends.init import init_params
-from backends.spec import dropout_masks, dropout_layers
+from backends.spec import dropout_layers, dropout_masks
 
 from .config import Trial
 
@@ -172,9 +172,13 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
         diverged = not math.isfinite(losses[-1])
         values = {} if diverged else evaluate(trainer, data.x_val, data.y_val, data.kind,
                                               "val", data.y_std)
-        if tr.eval_train and not diverged:
+        if tr.eval_train and not diverged:  # evaluation mode on the training split
             train_eval = evaluate(trainer, x, y, data.kind, "train", data.y_std)
-            values.update({k: v for k, v in train_eval.items() if k != "train/loss"})
+            train_eval["train/eval_loss"] = train_eval.pop("train/loss")
+            values.update(train_eval)
+            values["gap/loss"] = values["val/loss"] - values["train/eval_loss"]
+            if "train/accuracy" in values:  # overfitting: how much better train is than val
+                values["gap/accuracy"] = values["train/accuracy"] - values["val/accuracy"]
         step_s = float(np.median(times))
         values["train/loss_epoch"] = float(np.mean(losses))  # the epoch's mean step loss
         values.update({"perf/step_ms": 1000 * step_s, "perf/samples_per_s": batch / step_s,

@@ -1,0 +1,196 @@
+"""Verdicts on an experiment's textbook claims, from a test over seeds (SPEC 4.6).
+
+A claim `better: A, than: B, metric: M, by_at_least: d` says that the final value of M is
+better under configuration A than under B by at least d. Better means higher for accuracy
+and throughput and lower for losses, errors and step times, unless `higher_is_better` says.
+With signed differences D = better - than (sign flipped when lower is better) over seeds:
+
+    welch      Welch's t-test of mean(A) - mean(B) against d, one-sided both ways:
+               PASS if p(H1: diff > d) < alpha; FAIL if p(H1: diff < d) < alpha;
+               INCONCLUSIVE otherwise, and whenever a side has fewer than 2 seeds.
+    bootstrap  a percentile bootstrap interval (1 - alpha) of the difference of means:
+               PASS if it lies above d, FAIL if below, INCONCLUSIVE if it straddles d.
+
+A claim `agree: backend, within: r` says that trials which differ only in that axis give
+the same final metric to relative tolerance r: PASS or FAIL, per configuration and seed.
+
+Claims are judged separately for each backend and device (unless the claim itself names
+them), so that one trial seen through three identical backends never counts thrice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+LOWER_IS_BETTER = ("loss", "mae", "step_ms", "gap")
+
+
+def higher_is_better(metric: str, override: bool | None) -> bool:
+    if override is not None:
+        return override
+    return not any(word in metric for word in LOWER_IS_BETTER)
+
+
+@dataclass
+class Verdict:
+    claim: str  # the claim in words
+    group: str  # which backend and device it was judged on
+    verdict: str  # PASS, FAIL or INCONCLUSIVE
+    better: list  # the metric's final values, per seed
+    than: list
+    margin: float
+    p_value: float | None
+    note: str = ""
+
+    def row(self) -> str:
+        p = "" if self.p_value is None else f"{self.p_value:.3g}"
+        return (f"| {self.claim} | {self.group} | {_ms(self.better)} | {_ms(self.than)} | "
+                f"{self.margin:g} | {p} | **{self.verdict}** | {self.note} |")
+
+
+def _ms(values) -> str:
+    if not values:
+        return "none"
+    v = np.asarray(values, dtype=float)
+    std = v.std(ddof=1) if len(v) > 1 else 0.0
+    return f"{v.mean():.4g} ± {std:.2g} (n={len(v)})"
+
+
+def judge(better: list[float], than: list[float], margin: float, higher: bool, test: str,
+          alpha: float, rng_seed: int = 0) -> tuple[str, float | None, str]:
+    """(verdict, p-value or None, note) for one claim on one group."""
+    from scipy import stats
+
+    a = np.asarray(better, float) * (1 if higher else -1)
+    b = np.asarray(than, float) * (1 if higher else -1)
+    if np.isnan(a).any() or np.isnan(b).any():
+        return "INCONCLUSIVE", None, "a metric is missing"
+    if np.isinf(a).any() or np.isinf(b).any():  # -inf: a diverged trial, the worst value
+        if np.isinf(b).all() and np.isfinite(a).all():
+            return "PASS", None, "the other side diverged on every seed"
+        if np.isinf(a).all() and np.isfinite(b).all():
+            return "FAIL", None, "this side diverged on every seed"
+        return "INCONCLUSIVE", None, "some seeds diverged"
+    if len(a) < 2 or len(b) < 2:
+        return "INCONCLUSIVE", None, "needs at least 2 seeds on each side"
+    if a.std() == 0 and b.std() == 0:  # deterministic: no spread to test against
+        diff = a.mean() - b.mean() - margin
+        verdict = "PASS" if diff > 0 else "FAIL" if diff < 0 else "INCONCLUSIVE"
+        return verdict, None, "no spread over seeds"
+    if test == "welch":
+        p_up = stats.ttest_ind(a - margin, b, equal_var=False, alternative="greater").pvalue
+        p_down = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+        if p_up < alpha:
+            return "PASS", float(p_up), ""
+        if p_down < alpha:
+            return "FAIL", float(p_down), ""
+        return "INCONCLUSIVE", float(p_up), ""
+    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
+                          confidence_level=1 - alpha, method="percentile", n_resamples=4999,
+                          rng=np.random.default_rng(rng_seed))
+    low, high = res.confidence_interval
+    note = f"interval [{low:.3g}, {high:.3g}]"
+    dist = res.bootstrap_distribution
+    p = float(np.mean(dist <= margin))
+    if low > margin:
+        return "PASS", p, note
+    if high < margin:
+        return "FAIL", p, note
+    return "INCONCLUSIVE", p, note
+
+
+def matches(selector: dict, row: dict) -> bool:
+    """Whether a trial row (flat, dotted keys, strings) has every value of the selector."""
+    for key, want in selector.items():
+        got = row.get(key)
+        if got is None or not _same(got, want):
+            return False
+    return True
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, bool):
+        return str(got).lower() == str(want).lower()
+    if isinstance(want, (int, float)):
+        try:
+            return math.isclose(float(got), float(want), rel_tol=1e-12)
+        except ValueError:
+            return False
+    return str(got) == str(want)
+
+
+def describe(claim) -> str:
+    if claim.agree:
+        return f"{claim.metric} agrees over {claim.agree} within {claim.within:g}"
+    sel = lambda s: ", ".join(f"{k}={v}" for k, v in s.items())  # noqa: E731
+    return f"{sel(claim.better)} beats {sel(claim.than)} on {claim.metric}"
+
+
+def evaluate_claims(claims, rows: list[dict]) -> list[Verdict]:
+    """Judge every claim on the finished trials' rows (dicts as in trials.csv)."""
+    verdicts = []
+    usable = [r for r in rows if r.get("status") in ("finished", "diverged")]
+    for claim in claims:
+        groups = sorted({(r["backend"], r["device"]) for r in usable})
+        if claim.agree:
+            verdicts.append(_agree(claim, usable))
+            continue
+        named = {k for k in (*claim.better, *claim.than) if k in ("backend", "device")}
+        if named:
+            groups = [("", "")]
+        for backend, device in groups:
+            scope = [r for r in usable if named or (r["backend"], r["device"]) == (backend,
+                                                                                      device)]
+            higher = higher_is_better(claim.metric, claim.higher_is_better)
+            a = [_value(r, claim.metric, higher) for r in scope if matches(claim.better, r)]
+            b = [_value(r, claim.metric, higher) for r in scope if matches(claim.than, r)]
+            verdict, p, note = judge(a, b, claim.by_at_least, higher, claim.test, claim.alpha)
+            verdicts.append(Verdict(describe(claim), f"{backend}/{device}" if backend else "all",
+                                    verdict, a, b, claim.by_at_least, p, note))
+    return verdicts
+
+
+def _value(row: dict, metric: str, higher: bool = True) -> float:
+    """The final value. A diverged trial counts as the worst possible value, whatever it
+    logged before its loss blew up."""
+    if row.get("status") == "diverged":
+        return -math.inf if higher else math.inf
+    value = row.get(metric, "")
+    return float("nan") if value in ("", None) else float(value)
+
+
+def _agree(claim, rows: list[dict]) -> Verdict:
+    axis = claim.agree
+    key = lambda r: tuple(sorted((k, v) for k, v in r.items()  # noqa: E731
+                                 if k not in (axis, "hash", "run_id", "index", "status",
+                                              "error") and "/" not in k))
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(_value(r, claim.metric))
+    worst, values = 0.0, []
+    for vals in groups.values():
+        v = np.asarray(vals)
+        if len(v) < 2:
+            continue
+        values.append(v.tolist())
+        ref = np.abs(v).max() or 1.0
+        worst = max(worst, float((v.max() - v.min()) / ref))
+    if not values:
+        return Verdict(describe(claim), "all", "INCONCLUSIVE", [], [], claim.within, None,
+                       f"no configuration ran on two values of {axis}")
+    verdict = "PASS" if worst <= claim.within else "FAIL"
+    flat = [x for v in values for x in v]
+    return Verdict(describe(claim), "all", verdict, flat, [], claim.within, None,
+                   f"largest relative spread {worst:.2g} over {len(values)} configurations")
+
+
+def write_markdown(verdicts: list[Verdict], path) -> str:
+    lines = ["| claim | judged on | better: mean ± std | than: mean ± std | margin | p | "
+             "verdict | note |", "|---|---|---|---|---|---|---|---|"]
+    lines += [v.row() for v in verdicts]
+    text = "\n".join(lines) + "\n"
+    path.write_text(f"# Claims\n\n{text}")
+    return text

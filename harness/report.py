@@ -1,0 +1,140 @@
+"""`harness report`: rebuild results/<name>/ from MLflow alone (SPEC 4.6).
+
+    trials.csv    one row per trial of the file's grid: config, final metrics, status
+    summary.csv   mean, std and count over seeds per configuration, backend and device
+    curves.png    training loss per step, one line per sweep value with a band over seeds
+    val_curves.png  the validation metric per epoch, likewise
+    final.png     the final validation metric per sweep value and backend, with error bars
+    throughput.png  training samples/s per backend and sweep value
+    claims.md     the verdict on each `expect:` claim, also printed
+
+Trials of the grid that the store lacks are listed as missing; FAILED and diverged trials
+are kept in every table and counted on the plots, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .results import TrialsTable
+
+STATUSES = ("finished", "diverged", "failed", "killed", "missing")
+
+
+def latest_runs(tracker, trials) -> dict[str, object]:
+    """trial hash -> its run: the FINISHED one if any, else the most recent."""
+    wanted = {t.hash for t in trials}
+    best: dict[str, object] = {}
+    for run in sorted(tracker.runs(), key=lambda r: r.info.start_time or 0):
+        h = run.data.tags.get("harness.trial")
+        if h not in wanted:
+            continue
+        if h in best and best[h].info.status == "FINISHED" and run.info.status != "FINISHED":
+            continue
+        best[h] = run
+    return best
+
+
+def histories(tracker, runs: dict, keys: tuple[str, ...]) -> dict[str, dict[str, list]]:
+    """run hash -> key -> [(step, value)] from MLflow's metric history."""
+    out = {}
+    for h, run in runs.items():
+        out[h] = {k: [(m.step, m.value) for m in
+                      tracker.client.get_metric_history(run.info.run_id, k)] for k in keys}
+    return out
+
+
+def summarise(rows: list[dict]):
+    """mean, std and count over seeds of every metric, per point, backend and device."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    keys = ["point", "backend", "device"]
+    metrics = [c for c in df.columns if "/" in c]
+    for c in metrics:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    groups = df.groupby(keys, sort=False)
+    out = groups[metrics].agg(["mean", "std", "count"]) if metrics else groups.size()
+    if metrics:
+        out.columns = [f"{m} {stat}" for m, stat in out.columns]
+    counts = df.pivot_table(index=keys, columns="status", values="hash", aggfunc="count",
+                            fill_value=0, sort=False)
+    for status in STATUSES:
+        out[f"n_{status}"] = counts[status] if status in counts else 0
+    return out.reset_index()
+
+
+def report(args) -> int:
+    from . import config
+    from .claims import evaluate_claims, write_markdown
+    from .plots import curves, finals, throughput
+    from .tracking import Tracker, default_uri
+    from .validate import ConfigErrors
+
+    try:
+        exp, trials = config.load(args.file, args.set or [])
+    except ConfigErrors as exc:
+        from .runner import _refuse
+
+        return _refuse(exc.errors)
+    results = Path(args.results)
+    uri = args.tracking_uri or default_uri(results)
+    tracker = Tracker(uri, exp.name)
+    runs = latest_runs(tracker, trials)
+    out = results / exp.name
+    table = TrialsTable(out / "trials.csv", trials)
+    for t in trials:
+        if t.hash in runs:
+            table.from_run(t, runs[t.hash])
+        else:
+            table.add(t, "missing", {}, "", "no run in the store")
+    table.write()
+    rows = [table.rows[t.hash] for t in trials]
+    summary = summarise(rows)
+    summary.to_csv(out / "summary.csv", index=False)
+
+    from .tasks import TASKS
+
+    metric = TASKS[exp.task.name].metric
+    hist = histories(tracker, runs, ("train/loss", metric))
+    by_trial = {t.hash: t for t in trials}
+    curves(hist, by_trial, rows, "train/loss", out / "curves.png", f"{exp.name}: training loss")
+    curves(hist, by_trial, rows, metric, out / "val_curves.png", f"{exp.name}: {metric}")
+    finals(summary, metric, out / "final.png", f"{exp.name}: final {metric}")
+    throughput(summary, out / "throughput.png", f"{exp.name}: training throughput")
+    _extra_plots(exp, trials, runs, tracker, out)
+
+    verdicts = evaluate_claims(exp.expect, rows) if exp.expect else []
+    text = write_markdown(verdicts, out / "claims.md") if verdicts else ""
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    print(f"{exp.name}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}"
+          f"); wrote {out}/", file=sys.stderr)
+    if text:
+        print(text)
+    return 0
+
+
+def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:
+    """Hook for task-specific pictures (3D slices) and diagnostics; none for 2D tasks yet."""
+    del exp, trials, runs, tracker, out
+
+
+def mean_band(series: list[list[tuple[int, float]]]):
+    """Align per-seed (step, value) series on their steps: (steps, mean, low, high)."""
+    steps = sorted({s for one in series for s, _ in one})
+    index = {s: i for i, s in enumerate(steps)}
+    grid = np.full((len(series), len(steps)), np.nan)
+    for i, one in enumerate(series):
+        for s, v in one:
+            grid[i, index[s]] = v
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(grid, axis=0)
+            std = np.nanstd(grid, axis=0)
+    return np.asarray(steps), mean, mean - std, mean + std

@@ -112,6 +112,9 @@ def matches(selector: dict, row: dict) -> bool:
 
 
 def _same(got, want) -> bool:
+    if isinstance(want, list):  # an augment list, as trials.csv writes it: "crop,noise"
+        names = [w.get("name", str(w)) if isinstance(w, dict) else str(w) for w in want]
+        want = ",".join(names) or "none"
     if isinstance(want, bool):
         return str(got).lower() == str(want).lower()
     if isinstance(want, (int, float)):

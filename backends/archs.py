@@ -21,8 +21,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import (Activation, BatchNorm, Conv, ConvTranspose, Dropout, Flatten, Linear,
-                   ModelSpec, Parallel, Pool, Sequential, conv_out, output_shape)
+from .spec import (
+    Activation,
+    BatchNorm,
+    Conv,
+    ConvTranspose,
+    Dropout,
+    Flatten,
+    Linear,
+    ModelSpec,
+    Parallel,
+    Pool,
+    Sequential,
+    conv_out,
+    output_shape,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +60,9 @@ def _pieces(k: Knobs) -> int:
 
 
 def _dense(name: str, fin: int, fout: int, k: Knobs, dropout: bool = True) -> Sequential:
-    layers = [Linear(name="fc", in_features=fin, out_features=fout * _pieces(k))]
+    # no bias before BatchNorm: its gradient is zero up to rounding, which Adam would amplify
+    layers = [Linear(name="fc", in_features=fin, out_features=fout * _pieces(k),
+                     bias=not k.batchnorm)]
     if k.batchnorm:
         layers.append(BatchNorm(name="bn", num_features=fout * _pieces(k)))
     layers.append(_act(k))

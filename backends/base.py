@@ -83,7 +83,8 @@ class Trainer(abc.ABC):
 
     @abc.abstractmethod
     def params(self) -> Arrays:
-        """Trainable parameters in canonical form (copies)."""
+        """Trainable parameters in canonical form (copies): canonical names and layouts, in
+        the dtype the trainer was built with (float32 unless built with float64)."""
 
     @abc.abstractmethod
     def buffers(self) -> Arrays:
@@ -92,6 +93,20 @@ class Trainer(abc.ABC):
     @abc.abstractmethod
     def opt_state(self) -> dict:
         """{"step": t, "slots": {slot: {path: array}}} as backends/optim.py defines it."""
+
+
+def cpu_name() -> str:
+    """The CPU's model name, the same string from every backend: 'cpu (AMD EPYC 7B13)'."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"cpu ({line.split(':', 1)[1].strip()})"
+    except OSError:
+        pass
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def check_dtype(dtype: str, caps: Capabilities, name: str) -> np.dtype:

@@ -16,8 +16,8 @@ Nothing here imports a framework, and nothing in `backends/` imports `harness/`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Union
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "maxout")
 LOSSES = ("mse", "cross_entropy", "l1")
@@ -192,8 +192,8 @@ class Parallel:
     merge: str  # "add" or "concat"
 
 
-Layer = Union[Linear, Conv, ConvTranspose, Pool, BatchNorm, Dropout, Flatten, Activation,
-              Sequential, Parallel]
+Layer = (Linear | Conv | ConvTranspose | Pool | BatchNorm | Dropout | Flatten | Activation
+         | Sequential | Parallel)
 LEAVES = (Linear, Conv, ConvTranspose, Pool, BatchNorm, Dropout, Flatten, Activation)
 
 
@@ -365,7 +365,7 @@ def dropout_layers(spec: ModelSpec) -> list[tuple[str, float, tuple[int, ...]]]:
             in zip(spec.shapes(), spec.layers()) if isinstance(layer, Dropout) and layer.p > 0]
 
 
-def dropout_masks(spec: ModelSpec, batch: int, rng) -> dict[str, "object"]:
+def dropout_masks(spec: ModelSpec, batch: int, rng) -> dict[str, object]:
     """Keep-masks drawn from the trial's canonical NumPy stream, one per dropout layer.
 
     Each is float32 of shape (batch, *input_shape), 1 where the unit is kept (probability

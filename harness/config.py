@@ -168,6 +168,10 @@ def check_experiment(ck: Checker, raw: dict):
     task = _check_task(ck, raw.get("task", {"name": schema.TaskConfig().name}))
     augment = _check_augment(ck, raw.get("augment", []))
     _check_lists(ck, raw)
+    if exp is not BAD and exp.optimizer.name == "momentum" and exp.optimizer.momentum == 0:
+        ck.error("optimizer.momentum", "expected a value > 0 for momentum, found 0 (momentum "
+                                       "0 is plain sgd: use name: sgd)")
+        exp = BAD
     if exp is BAD or task is None or augment is None:
         return BAD, None, None
     exp = dataclasses.replace(exp, task=schema.TaskConfig(

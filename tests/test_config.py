@@ -59,6 +59,8 @@ BAD = [
     ("not a mapping", "- just\n- a list\n", "<top>", "mapping"),
     ("claim path nowhere", GOOD + "expect:\n  - {better: {model.nit: he}, than: {model.init: "
      "gaussian}}\n", "expect[0].better.model.nit", "init"),
+    ("momentum 0", GOOD.replace("name: sgd, lr: 0.05", "name: momentum, lr: 0.05, momentum: 0"),
+     "optimizer.momentum", "sgd"),
     ("missing name", GOOD.replace("name: t\n", ""), "name", "required"),
 ]
 

@@ -11,12 +11,14 @@
 
 Adding a task is one module with a frozen options dataclass and a loader decorated with
 `@register(name, kind=..., loss=..., metrics=..., options=...)` (see `harness.tasks.base`),
-plus its name in the import line below.
+plus its name in the import line below. A task whose metrics go beyond the loss and
+accuracy/MAE (sdf: MAE on the unknown region, surface IoU) registers an
+`extra_metrics(x, outputs, y, prefix)` function too.
 """
 
 # Importing a task module registers it. None of them imports scikit-learn or mnist1d at
 # the top, so this line costs milliseconds.
-from harness.tasks import digits, mario, mnist1d  # noqa: F401
+from harness.tasks import digits, mario, mnist1d, sdf, shapes3d  # noqa: F401
 from harness.tasks.base import (
     KINDS,
     LOSSES,

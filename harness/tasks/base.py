@@ -127,6 +127,10 @@ class TaskInfo:
     options_cls: type  # frozen dataclass of options with their defaults
     loader: Callable[..., Dataset]  # loader(options, *, seed, cache_dir) -> Dataset
     description: str = ""  # first line of the loader's docstring
+    # extra_metrics(x, outputs, y, prefix) -> {f"{prefix}/name": value}: metrics beyond the
+    # loss and accuracy/MAE the runner computes itself (sdf: mae_unknown, iou). x are the
+    # inputs (the sdf mask is a channel), outputs the model's, y the targets, all (N, ...).
+    extra_metrics: Callable[..., dict[str, float]] | None = None
 
     @property
     def metric(self) -> str:
@@ -174,7 +178,13 @@ TASKS: dict[str, TaskInfo] = {}
 
 
 def register(
-    name: str, *, kind: str, loss: str, metrics: tuple[str, ...], options: type
+    name: str,
+    *,
+    kind: str,
+    loss: str,
+    metrics: tuple[str, ...],
+    options: type,
+    extra_metrics: Callable[..., dict[str, float]] | None = None,
 ) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Decorator that adds a loader to `TASKS` under `name`; see the module docstring."""
     if kind not in KINDS:
@@ -189,7 +199,8 @@ def register(
             raise ValueError(f"task {name!r} is registered twice")
         doc = (loader.__doc__ or "").strip().splitlines()
         TASKS[name] = TaskInfo(
-            name, kind, loss, tuple(metrics), options, loader, doc[0] if doc else ""
+            name, kind, loss, tuple(metrics), options, loader, doc[0] if doc else "",
+            extra_metrics,
         )
         return loader
 

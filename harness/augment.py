@@ -23,10 +23,17 @@ An experiment lists ops by name, optionally with parameters, applied in order:
     augment: [flip, noise]
     augment: [{name: crop, pad: 2}, {name: noise, std: 0.05}]
 
-Adding an op (the 3D `rotate` and `jitter` come later) is one decorated function:
+    rotate      3D only: one of the 24 rotations of the cube, or any angle (trilinear).
+    jitter      3D only: a random integer translation of up to `shift` voxels per axis.
+The 3D ops live in `harness.augment3d` (imported at the end of this module, so they are
+registered whenever this one is), with `augment_pair`, which moves a dense target with
+its input.
 
-    @augmentation("jitter", spatial_dims=(3,), bounds={"shift": (0, None)}, shift=2)
-    def jitter(x, rng, *, shift): ...
+Adding an op is one decorated function, e.g. (harness/augment3d.py):
+
+    @augmentation("jitter", spatial_dims=(3,), bounds={"shift": (0, None)}, shift=2,
+                  border="edge", fill=0.0)
+    def jitter(x, rng, *, shift, border, fill): ...
 """
 
 from __future__ import annotations
@@ -250,3 +257,7 @@ def apply_augmentations(
     for name, params in resolve_augmentations(specs):
         x = AUGMENTATIONS[name].fn(x, rng, **params)
     return x
+
+
+# The 3D ops register themselves on import; last, since they use the names above.
+from harness import augment3d  # noqa: E402, F401

@@ -69,13 +69,23 @@ def axis_angle_matrices(axis: np.ndarray, degrees: np.ndarray) -> np.ndarray:
     theta = np.deg2rad(degrees)[:, None, None]  # (N, 1, 1)
     a0, a1, a2 = axis.T
     zero = np.zeros_like(a0)
-    k = np.stack([np.stack([zero, -a2, a1], -1), np.stack([a2, zero, -a0], -1),
-                  np.stack([-a1, a0, zero], -1)], axis=1)  # (N, 3, 3) cross-product matrix
+    k = np.stack(
+        [
+            np.stack([zero, -a2, a1], -1),
+            np.stack([a2, zero, -a0], -1),
+            np.stack([-a1, a0, zero], -1),
+        ],
+        axis=1,
+    )  # (N, 3, 3) cross-product matrix
     return np.eye(3) + np.sin(theta) * k + (1.0 - np.cos(theta)) * (k @ k)
 
 
 def rotate_volume(
-    x: np.ndarray, matrices: np.ndarray, *, order: int = 1, border: str = "edge",
+    x: np.ndarray,
+    matrices: np.ndarray,
+    *,
+    order: int = 1,
+    border: str = "edge",
     fill: float = 0.0,
 ) -> np.ndarray:
     """Rotate each sample about the grid centre: out(p) = x(R^T (p - c) + c).
@@ -98,8 +108,9 @@ def rotate_volume(
     coords = coords.reshape(4, n, *spatial)  # (4, N, D, H, W): sample index, then d, h, w
     out = np.empty(x.shape, dtype=np.float32)
     for ch in range(c):
-        out[:, ch] = map_coordinates(x[:, ch], coords, order=order, mode=BORDERS[border],
-                                     cval=fill)  # (N, D, H, W)
+        out[:, ch] = map_coordinates(
+            x[:, ch], coords, order=order, mode=BORDERS[border], cval=fill
+        )  # (N, D, H, W)
     return out
 
 
@@ -112,10 +123,18 @@ def _check(x: np.ndarray, border: str) -> np.ndarray:
     return x
 
 
-@augmentation("rotate", spatial_dims=(3,), bounds={"degrees": (0.0, 180.0)}, mode="cube",
-              degrees=180.0, border="edge", fill=0.0)
-def rotate(x: np.ndarray, rng: np.random.Generator, *, mode: str, degrees: float, border: str,
-           fill: float) -> np.ndarray:
+@augmentation(
+    "rotate",
+    spatial_dims=(3,),
+    bounds={"degrees": (0.0, 180.0)},
+    mode="cube",
+    degrees=180.0,
+    border="edge",
+    fill=0.0,
+)
+def rotate(
+    x: np.ndarray, rng: np.random.Generator, *, mode: str, degrees: float, border: str, fill: float
+) -> np.ndarray:
     """A random rotation per sample (module docstring). (N, C, D, H, W) -> same shape."""
     x = _check(x, border)
     n = len(x)
@@ -135,10 +154,12 @@ def rotate(x: np.ndarray, rng: np.random.Generator, *, mode: str, degrees: float
     raise ValueError(f"rotate mode must be 'cube' or 'any', got {mode!r}")
 
 
-@augmentation("jitter", spatial_dims=(3,), bounds={"shift": (0, None)}, shift=2,
-              border="edge", fill=0.0)
-def jitter(x: np.ndarray, rng: np.random.Generator, *, shift: int, border: str,
-           fill: float) -> np.ndarray:
+@augmentation(
+    "jitter", spatial_dims=(3,), bounds={"shift": (0, None)}, shift=2, border="edge", fill=0.0
+)
+def jitter(
+    x: np.ndarray, rng: np.random.Generator, *, shift: int, border: str, fill: float
+) -> np.ndarray:
     """Translate each sample by s ~ U{-shift..shift}^3 voxels: out[n, c, i] = x[n, c, i - s],
     with the border repeated or `fill` where i - s falls outside. (N, C, D, H, W) -> same."""
     x = _check(x, border)
@@ -159,7 +180,11 @@ def jitter(x: np.ndarray, rng: np.random.Generator, *, shift: int, border: str,
 
 
 def augment_pair(
-    x: np.ndarray, y: np.ndarray, specs: Sequence[Spec], rng: np.random.Generator, *,
+    x: np.ndarray,
+    y: np.ndarray,
+    specs: Sequence[Spec],
+    rng: np.random.Generator,
+    *,
     y_fill: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply the listed ops to x, and each geometric one identically to a dense y.

@@ -69,7 +69,10 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
         ax.set_ylabel(key)
         if "loss" in key:
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        if points:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no finished trial", ha="center", transform=ax.transAxes)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

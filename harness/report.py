@@ -129,7 +129,7 @@ def mean_band(series: list[list[tuple[int, float]]]):
     grid = np.full((len(series), len(steps)), np.nan)
     for i, one in enumerate(series):
         for s, v in one:
-            grid[i, index[s]] = v
+            grid[i, index[s]] = v if np.isfinite(v) else np.nan  # a diverged step: a gap
     with np.errstate(all="ignore"):
         import warnings
 

@@ -105,7 +105,8 @@ def run_trial(trial: Trial, sink: Sink | None = None) -> Outcome:
     sink = sink or Sink()
     outcome = Outcome(status="failed")
     try:
-        _train(trial, sink, outcome)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected, not warned
+            _train(trial, sink, outcome)
     except KeyboardInterrupt:
         raise
     except MemoryError as exc:

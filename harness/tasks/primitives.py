@@ -60,7 +60,10 @@ def sd_box(q: np.ndarray, dims: np.ndarray) -> np.ndarray:
 
 
 def sd_cylinder(q: np.ndarray, dims: np.ndarray) -> np.ndarray:
-    """Capped cylinder about local axis 2, radius dims[0], half-height dims[1]. (..., 3) -> (...,)."""
+    """Capped cylinder about local axis 2, radius dims[0], half-height dims[1].
+
+    q (..., 3) -> (...,).
+    """
     dx = _length(q[..., 0], q[..., 1]) - dims[..., 0]
     dy = np.abs(q[..., 2]) - dims[..., 1]
     return np.minimum(np.maximum(dx, dy), 0.0) + _length(np.maximum(dx, 0.0), np.maximum(dy, 0.0))
@@ -187,8 +190,12 @@ def scene_sdf(points: np.ndarray, prims: Primitives, chunk: int = 2**21) -> np.n
 
 
 def ray_sdf(
-    origin: np.ndarray, direction: np.ndarray, t: np.ndarray, kind: np.ndarray,
-    dims: np.ndarray, valid: np.ndarray,
+    origin: np.ndarray,
+    direction: np.ndarray,
+    t: np.ndarray,
+    kind: np.ndarray,
+    dims: np.ndarray,
+    valid: np.ndarray,
 ) -> np.ndarray:
     """Union SDF at points origin + t direction given in each primitive's local frame.
 

@@ -49,8 +49,14 @@ from pathlib import Path
 import numpy as np
 
 from harness.tasks.base import Dataset, cached_npz, register
-from harness.tasks.primitives import CLASSES, Primitives, random_shapes, ray_sdf, scene_sdf
-from harness.tasks.primitives import voxel_centres
+from harness.tasks.primitives import (
+    CLASSES,
+    Primitives,
+    random_shapes,
+    ray_sdf,
+    scene_sdf,
+    voxel_centres,
+)
 
 VERSION = 1  # part of the cache key: bump when generation changes
 SCALE = (0.22, 0.32)  # primitive size s / S, as in shapes3d

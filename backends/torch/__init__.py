@@ -42,6 +42,9 @@ def build(spec: ModelSpec, params: dict, buffers: dict, optimizer: OptimizerSpec
     absent raises DeviceUnavailable before anything is built."""
     device = check_device(device, devices(), NAME)
     check_dtype(dtype, CAPABILITIES, NAME)
+    if device == "gpu":  # TF32 would round matmuls and convs to 10 mantissa bits: not the
+        torch.backends.cuda.matmul.allow_tf32 = False  # canonical float32 math
+        torch.backends.cudnn.allow_tf32 = False
     return TorchTrainer(spec, params, buffers, optimizer, device=device,
                         device_name=device_name(device), dtype=dtype, opt_state=opt_state,
                         rng=rng, seed=seed, compile=compile)

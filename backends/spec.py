@@ -268,6 +268,9 @@ def _leaf_shape(layer, shape: tuple[int, ...], path: str) -> tuple[int, ...]:
         for axis, d in enumerate(shape[1:]):
             k, s, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
             if isinstance(layer, ConvTranspose):
+                if layer.output_padding[axis] >= max(s, layer.dilation[axis]):
+                    fail(f"output_padding {layer.output_padding[axis]} must be smaller than "
+                         f"the stride or the dilation (as in torch)")
                 o = conv_transpose_out(d, k, s, p, layer.output_padding[axis],
                                        layer.dilation[axis])
             else:

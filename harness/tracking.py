@@ -100,8 +100,10 @@ class Tracker:
             location = None
             if path is not None:  # keep artifacts beside the database, not in ./mlruns
                 location = (path.parent.resolve() / "mlartifacts" / experiment).as_uri()
-            self.experiment_id = self.client.create_experiment(experiment,
-                                                               artifact_location=location)
+            # the kind makes MLflow 3's UI open the experiment on its training runs table
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location,
+                tags={"mlflow.experimentKind": "custom_model_development"})
         else:
             self.experiment_id = found.experiment_id
 

@@ -1,0 +1,80 @@
+"""The MLflow UI lists a finished sweep's runs: a real `mlflow server` on 127.0.0.1 over the
+sweep's SQLite store, opened in headless Chromium (Debian's, driven by playwright)."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, store):
+    """A sweep of 4 trials in a fresh store, and a real MLflow server over it."""
+    f = tmp_path / "ui.yaml"
+    f.write_text((ROOT / "tests" / "data" / "ui.yaml").read_text())
+    code = main(["run", str(f), "--results", str(tmp_path / "results"), "--tracking-uri",
+                 store, "--quiet"])
+    assert code == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host",
+         "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:  # bounded: the server answers /health when it is up
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).read() == b"OK":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not answer /health within 90 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_ui_lists_the_child_runs(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    query = urllib.request.urlopen(
+        f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=ui", timeout=10)
+    experiment = json.load(query)["experiment"]["experiment_id"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 800})
+        page.goto(f"{server}/#/experiments/{experiment}/runs", wait_until="domcontentloaded")
+        parent = page.locator("text=/^ui \\d{4}-/").first
+        parent.wait_for(timeout=60_000)
+        # the parent's row has a button that unfolds its children
+        cell = parent.locator("xpath=ancestor::div[@role='gridcell'][1]")
+        cell.locator("button").first.click()
+        for seed in (0, 1):
+            for name in ("sgd", "adam"):
+                label = f"text=/optimizer={name}.*seed={seed}/"
+                page.locator(label).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "mlflow_ui.png"))
+        browser.close()
+    assert (tmp_path / "mlflow_ui.png").stat().st_size > 10_000

@@ -57,13 +57,15 @@ def summarise(rows: list[dict]):
     for c in metrics:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     groups = df.groupby(keys, sort=False)
-    out = groups[metrics].agg(["mean", "std", "count"]) if metrics else groups.size()
     if metrics:
+        out = groups[metrics].agg(["mean", "std", "count"])
         out.columns = [f"{m} {stat}" for m, stat in out.columns]
+    else:
+        out = groups.size().to_frame("trials")
     counts = df.pivot_table(index=keys, columns="status", values="hash", aggfunc="count",
-                            fill_value=0, sort=False)
+                            fill_value=0, sort=False).reindex(out.index, fill_value=0)
     for status in STATUSES:
-        out[f"n_{status}"] = counts[status] if status in counts else 0
+        out[f"n_{status}"] = counts[status].astype(int) if status in counts else 0
     return out.reset_index()
 
 

@@ -87,10 +87,14 @@ class TorchTrainer(Trainer):
         return self._array(x)
 
     def _array(self, a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(a)).to(self.torch_device, self.torch_dtype)
+        a = np.asarray(a)
+        if not a.flags.writeable:  # the tasks' arrays are read-only; torch wants to own one
+            a = a.copy()
+        return torch.as_tensor(a).to(self.torch_device, self.torch_dtype)
 
     def _y(self, y: np.ndarray) -> torch.Tensor:
-        y = torch.as_tensor(np.asarray(y)).to(self.torch_device)
+        y = np.asarray(y)
+        y = torch.as_tensor(y if y.flags.writeable else y.copy()).to(self.torch_device)
         if self.spec.loss == "cross_entropy":
             return y.to(torch.int64)
         return y.to(self.torch_dtype)

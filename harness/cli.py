@@ -42,10 +42,13 @@ def parser() -> argparse.ArgumentParser:
                          epilog=EPILOG, formatter_class=argparse.RawTextHelpFormatter)
     _common(run)
     run.add_argument("--dry-run", action="store_true", help="list the trials, run nothing")
-    run.add_argument("--executor", choices=("local", "pool"), default="local",
-                     help="local: one trial after another (default); pool: worker processes")
+    run.add_argument("--executor", choices=("local", "pool", "ray"), default="local",
+                     help="local: one trial after another (default); pool: worker "
+                          "processes; ray: a Ray task per trial")
     run.add_argument("--workers", type=int, metavar="N",
                      help="pool workers (default: the number of cores)")
+    run.add_argument("--address", metavar="ADDR",
+                     help="the Ray cluster to use (default: start a local one)")
     rep = sub.add_parser("report", help="tables, plots and claim verdicts, from MLflow alone",
                          formatter_class=argparse.RawTextHelpFormatter)
     _common(rep)

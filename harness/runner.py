@@ -1,8 +1,7 @@
 """`harness run`: read, check, expand, skip what is done, train the rest, log, tabulate.
 
-The driver owns the MLflow store: it creates the experiment and the parent run before any
-trial starts, and writes every record, whether the trial ran in this process (`local`) or in
-a worker (`pool`), which hands its records back when it ends (SPEC 4.5).
+The driver creates the experiment and the parent run before any trial starts; where the
+trials run, and who writes their records, is harness/executors.py's business (SPEC 4.5).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from .config import Trial
 from .results import TrialsTable
-from .train import Outcome, Sink, run_trial
+from .train import Outcome
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
@@ -50,19 +49,6 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-class TrackerSink(Sink):
-    """Writes a running trial's epochs to MLflow as they end (the local executor)."""
-
-    def __init__(self, tracker, run_id: str, trial: Trial, progress: Progress):
-        self.tracker, self.run_id, self.trial, self.progress_bar = tracker, run_id, trial, progress
-
-    def metrics(self, rows):
-        self.tracker.log_metrics(self.run_id, rows)
-
-    def progress(self, epoch, epochs, loss):
-        self.progress_bar.epoch(self.trial, epoch, epochs, loss)
 
 
 def summary_line(n: int, total: int, trial: Trial, outcome: Outcome, wall_s: float) -> str:
@@ -127,11 +113,16 @@ def run(args) -> int:
     if args.dry_run:
         return _dry_run(exp, trials)
 
-    from .tracking import Tracker, default_uri
+    from .tracking import Tracker, TrackingUnavailable, default_uri
 
     results = Path(args.results)
     uri = args.tracking_uri or default_uri(results)
-    tracker = Tracker(uri, exp.name)
+    try:
+        tracker = Tracker(uri, exp.name)
+    except TrackingUnavailable as exc:
+        print(f"{exc}\nnothing was run or written; start the server or pass another "
+              "--tracking-uri", file=sys.stderr)
+        return EXIT_TRIAL_FAILED
     stale = tracker.close_stale()
     done = tracker.finished()
     table = TrialsTable(results / exp.name / "trials.csv", trials)
@@ -148,14 +139,22 @@ def run(args) -> int:
                                   {"harness.file": str(args.file),
                                    "harness.trials": str(len(trials)),
                                    "harness.executor": args.executor})
+    statuses: list[str] = []
+
+    def on_done(done) -> None:
+        """Every finished (or killed) trial, wherever it ran: its row and its line."""
+        o = done.outcome
+        table.add(done.trial, o.status, {**o.final, "time/wall_s": done.wall_s,
+                                          "time/setup_s": o.setup_s, "time/train_s": o.train_s},
+                  done.run_id, o.error)
+        table.write()
+        statuses.append(o.status)
+        progress.advance()
+        progress.line(summary_line(len(statuses), len(todo), done.trial, o, done.wall_s))
+
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        if args.executor == "pool" and len(todo) > 1:
-            from .pool import run_pool
-
-            statuses = run_pool(tracker, parent, todo, table, progress, args.workers)
-        else:
-            statuses = _run_local(tracker, parent, todo, table, progress)
+        execute(args, tracker, parent, todo, on_done, progress)
     except KeyboardInterrupt:
         tracker.end(parent, "KILLED")
         table.write()
@@ -170,37 +169,21 @@ def run(args) -> int:
     progress.close()
     statuses += [done[t.hash].data.tags.get("harness.status", "finished") for t in trials
                  if t.hash in done]
-    bad = [s for s in statuses if s != "finished"]
-    print(f"{exp.name}: {statuses.count('finished')} finished, {statuses.count('diverged')} "
-          f"diverged, {statuses.count('failed')} failed; table {table.path}", file=sys.stderr)
-    return EXIT_TRIAL_FAILED if bad else EXIT_OK
+    counts = {s: statuses.count(s) for s in ("finished", "diverged", "failed", "killed")}
+    print(f"{exp.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + f"; table {table.path}", file=sys.stderr)
+    return EXIT_OK if counts["finished"] == len(statuses) else EXIT_TRIAL_FAILED
 
 
-def _run_local(tracker, parent: str, todo: list[Trial], table, progress) -> list[str]:
-    from .tracking import now_ms
+def execute(args, tracker, parent: str, todo: list[Trial], on_done, progress) -> None:
+    from . import executors
 
-    statuses = []
-    for n, trial in enumerate(todo, 1):
-        run_id = tracker.start_trial(parent, trial, {})
-        start = time.perf_counter()
-        try:
-            outcome = run_trial(trial, TrackerSink(tracker, run_id, trial, progress))
-        except KeyboardInterrupt:
-            tracker.set_tags(run_id, {"harness.status": "killed"})
-            tracker.end(run_id, "KILLED", end_time=now_ms())
-            table.add(trial, "killed", {}, run_id, "interrupted")
-            raise
-        wall = time.perf_counter() - start
-        record(tracker, run_id, trial, outcome, wall)
-        table.add(trial, outcome.status, {**outcome.final, "time/wall_s": wall,
-                                          "time/setup_s": outcome.setup_s,
-                                          "time/train_s": outcome.train_s}, run_id,
-                  outcome.error)
-        table.write()
-        progress.advance()
-        progress.line(summary_line(n, len(todo), trial, outcome, wall))
-        statuses.append(outcome.status)
-    return statuses
+    if args.executor == "ray":
+        executors.run_ray(tracker, parent, todo, on_done, args.address)
+    elif args.executor == "pool" and len(todo) > 1:
+        executors.run_pool(tracker, parent, todo, on_done, args.workers or cores())
+    else:
+        executors.run_local(tracker, parent, todo, on_done, progress)
 
 
 def _refuse(errors) -> int:

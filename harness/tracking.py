@@ -10,6 +10,7 @@ mlflow is imported here only, lazily: `import harness` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -79,12 +80,60 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached; nothing was written."""
+
+
+class _Retrying:
+    """MlflowClient with SQLite's transient 'database is locked' retried, with backoff, for
+    up to a minute: several drivers may share one store (SPEC 6: 8 writers at once)."""
+
+    def __init__(self, client, patience_s: float = 60.0):
+        self._client, self._patience = client, patience_s
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        def call(*args, **kwargs):
+            deadline, pause = time.monotonic() + self._patience, 0.05
+            while True:
+                try:
+                    return method(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001 -- only 'locked' is retried
+                    if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+
+        return call
+
+
+@contextlib.contextmanager
+def _store_lock(path: Path | None):
+    """One process at a time creates a fresh SQLite store's tables and experiments."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class Tracker:
     """The driver's handle on one MLflow experiment."""
 
     def __init__(self, uri: str, experiment: str):
         import logging
 
+        # bounded retries against a tracking server that is down, unless the user set them
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow.tracking import MlflowClient
 
         for name in ("mlflow", "alembic"):  # their INFO lines would break the progress bar
@@ -93,17 +142,34 @@ class Tracker:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
+        self.experiment = experiment
         self.context = context_tags()  # on the parent and every child: versions, host, commit
-        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            with _store_lock(path):
+                self.client = _Retrying(MlflowClient(tracking_uri=uri))
+                self._open(experiment, path)
+        except Exception as exc:
+            if path is not None:  # a local store's errors are what they say
+                raise
+            raise TrackingUnavailable(f"tracking server {uri} did not answer: "
+                                      f"{str(exc).splitlines()[0][:300]}") from None
+
+    def _open(self, experiment: str, path: Path | None) -> None:
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             location = None
             if path is not None:  # keep artifacts beside the database, not in ./mlruns
                 location = (path.parent.resolve() / "mlartifacts" / experiment).as_uri()
             # the kind makes MLflow 3's UI open the experiment on its training runs table
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location,
-                tags={"mlflow.experimentKind": "custom_model_development"})
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=location,
+                    tags={"mlflow.experimentKind": "custom_model_development"})
+            except Exception as exc:  # noqa: BLE001 -- another driver created it first
+                if "already exists" not in str(exc):
+                    raise
+                self.experiment_id = self.client.get_experiment_by_name(
+                    experiment).experiment_id
         else:
             self.experiment_id = found.experiment_id
 

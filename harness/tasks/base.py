@@ -199,7 +199,13 @@ def register(
             raise ValueError(f"task {name!r} is registered twice")
         doc = (loader.__doc__ or "").strip().splitlines()
         TASKS[name] = TaskInfo(
-            name, kind, loss, tuple(metrics), options, loader, doc[0] if doc else "",
+            name,
+            kind,
+            loss,
+            tuple(metrics),
+            options,
+            loader,
+            doc[0] if doc else "",
             extra_metrics,
         )
         return loader

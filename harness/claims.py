@@ -126,33 +126,36 @@ def _same(got, want) -> bool:
 
 
 def describe(claim) -> str:
-    if claim.agree:
-        return f"{claim.metric} agrees over {claim.agree} within {claim.within:g}"
     sel = lambda s: ", ".join(f"{k}={v}" for k, v in s.items())  # noqa: E731
-    return f"{sel(claim.better)} beats {sel(claim.than)} on {claim.metric}"
+    where = f" (where {sel(claim.where)})" if claim.where else ""
+    if claim.agree:
+        return f"{claim.metric} agrees over {claim.agree} within {claim.within:g}{where}"
+    return f"{sel(claim.better)} beats {sel(claim.than)} on {claim.metric}{where}"
 
 
 def evaluate_claims(claims, rows: list[dict]) -> list[Verdict]:
     """Judge every claim on the finished trials' rows (dicts as in trials.csv)."""
-    verdicts = []
     usable = [r for r in rows if r.get("status") in ("finished", "diverged")]
+    verdicts = []
     for claim in claims:
-        groups = sorted({(r["backend"], r["device"]) for r in usable})
-        if claim.agree:
-            verdicts.append(_agree(claim, usable))
-            continue
-        named = {k for k in (*claim.better, *claim.than) if k in ("backend", "device")}
-        if named:
-            groups = [("", "")]
-        for backend, device in groups:
-            scope = [r for r in usable if named or (r["backend"], r["device"]) == (backend,
-                                                                                      device)]
-            higher = higher_is_better(claim.metric, claim.higher_is_better)
-            a = [_value(r, claim.metric, higher) for r in scope if matches(claim.better, r)]
-            b = [_value(r, claim.metric, higher) for r in scope if matches(claim.than, r)]
-            verdict, p, note = judge(a, b, claim.by_at_least, higher, claim.test, claim.alpha)
-            verdicts.append(Verdict(describe(claim), f"{backend}/{device}" if backend else "all",
-                                    verdict, a, b, claim.by_at_least, p, note))
+        scope = [r for r in usable if matches(claim.where, r)]
+        verdicts += [_agree(claim, scope)] if claim.agree else _compare(claim, scope)
+    return verdicts
+
+
+def _compare(claim, rows: list[dict]) -> list[Verdict]:
+    """A better/than claim, judged on each backend and device unless it names them."""
+    named = any(k in ("backend", "device") for k in (*claim.better, *claim.than))
+    groups = [None] if named else sorted({(r["backend"], r["device"]) for r in rows})
+    higher = higher_is_better(claim.metric, claim.higher_is_better)
+    verdicts = []
+    for group in groups:
+        scope = [r for r in rows if group is None or (r["backend"], r["device"]) == group]
+        a = [_value(r, claim.metric, higher) for r in scope if matches(claim.better, r)]
+        b = [_value(r, claim.metric, higher) for r in scope if matches(claim.than, r)]
+        verdict, p, note = judge(a, b, claim.by_at_least, higher, claim.test, claim.alpha)
+        verdicts.append(Verdict(describe(claim), "/".join(group) if group else "all", verdict,
+                                a, b, claim.by_at_least, p, note))
     return verdicts
 
 

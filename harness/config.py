@@ -231,6 +231,12 @@ def _check_sweep(ck: Checker, raw: dict, sweep, task_defaults: dict) -> dict[str
 def _check_claims(ck: Checker, raw: dict, task_defaults: dict) -> None:
     claims = raw.get("expect", [])
     for i, claim in enumerate(claims if isinstance(claims, list) else []):
+        where = claim.get("where") if isinstance(claim, dict) else None
+        for path in where if isinstance(where, dict) else {}:
+            why = None if path in ("backend", "device", "seed") else path_exists(
+                raw, str(path), task_defaults)
+            if why:
+                ck.error(f"expect[{i}].where.{path}", why)
         if isinstance(claim, dict) and claim.get("agree") is not None:
             axis = claim["agree"]
             if axis not in ("backend", "device", "seed") and (

@@ -100,6 +100,7 @@ class Claim:
 
     better: dict = field(default_factory=dict)  # dotted path -> value: this configuration
     than: dict = field(default_factory=dict)  # ... against this one
+    where: dict = field(default_factory=dict)  # judge only the trials with these values
     agree: str | None = None  # or: trials differing only in this axis (backend) agree ...
     within: float = _check(1e-4, positive, "> 0")  # ... to this relative tolerance
     metric: str = _choices("val/accuracy", METRICS)  # final value, per seed

@@ -167,7 +167,7 @@ def test_specs_are_checked_all_at_once_and_resolved_with_defaults():
         ("noise", {"std": 1}),
     ]
     with pytest.raises(ValueError, match="unknown augmentation"):
-        apply_augmentations(batch((2, 1, 4)), ["rotate"], np.random.default_rng(0))
+        apply_augmentations(batch((2, 1, 4)), ["shear"], np.random.default_rng(0))
 
 
 def test_a_3d_op_registers_in_one_decorator():

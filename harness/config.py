@@ -190,9 +190,19 @@ def resolved(exp: schema.Experiment) -> dict:
     return out
 
 
+def _set_values(config):
+    """The config without its None values: an option that is off (None) is left out of
+    the identity, so a new optional knob added to the schema keeps old trials' hashes."""
+    if isinstance(config, dict):
+        return {k: _set_values(v) for k, v in config.items() if v is not None}
+    if isinstance(config, list):
+        return [_set_values(v) for v in config]
+    return config
+
+
 def trial_hash(config: dict, backend: str, device: str, seed: int) -> str:
-    blob = json.dumps({"config": config, "backend": backend, "device": device, "seed": seed},
-                      sort_keys=True, default=str)
+    blob = json.dumps({"config": _set_values(config), "backend": backend, "device": device,
+                       "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -162,6 +162,11 @@ def test_sweep_expands_grid_times_backends_seeds_with_stable_hashes(tmp_path):
     assert [t.hash for t in config.load(f)[1]] == [t.hash for t in trials]
     changed = config.load(f, ["train.epochs=2"])[1]
     assert not {t.hash for t in changed} & {t.hash for t in trials}
+    # an option left at None (off) is not part of the identity; set, it is
+    f.write_text(f.read_text().replace("depth: 1, ", ""))
+    plain = [t.hash for t in config.load(f)[1]]
+    assert [t.hash for t in config.load(f, ["model.depth=null"])[1]] == plain
+    assert not {t.hash for t in config.load(f, ["model.depth=3"])[1]} & set(plain)
 
 
 def test_the_shipped_experiments_are_valid():

@@ -14,18 +14,24 @@ from conftest import free_port, start_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# mario regression, 4 trials; LONG makes each trial take several seconds on 2 cores
+# mario regression, 4 trials
 BASE = """\
 name: {name}
 task: {{name: mario, n_train: 2000, n_val: 256, n_test: 256}}
 model: {{arch: mlp, depth: 2, width: 64, activation: relu, init: he}}
-optimizer: {{name: sgd, lr: 0.01}}
+optimizer: {{name: sgd, lr: 0.002}}
 train: {{epochs: {epochs}, batch_size: 32}}
 backends: [numpy]
 seeds: [0, 1]
 sweep:
   model.width: {widths}
 """
+
+
+LONG = {"epochs": 50, "widths": "[512, 500]"}  # ~4 s of CPU a trial: time to interrupt
+# one BLAS thread per process: on 2 shared cores OpenBLAS's spinning threads can slow small
+# products a hundredfold, and the pool pins its workers the same way
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def write(tmp: Path, name="faults", epochs=1, widths="[16, 32]") -> Path:
@@ -57,7 +63,7 @@ def by_status(runs) -> dict[str, list]:
 
 def assert_complete_after_rerun(tmp, f, uri, name, n_trials):
     proc = subprocess.run(cmd(tmp, f, uri), capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
+                          timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr
     kids, _, _ = trial_runs(uri, name)
     finished = by_status(kids).get("FINISHED", [])
@@ -110,6 +116,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_workers(driver_pid: int, cpu_s: float = 1.5) -> list[int]:
+    """Pool workers that have used cpu_s of CPU: past their imports, into a trial."""
+    workers = [p for p in _children(driver_pid) if "spawn_main" in _cmdline(p)]
+    return [p for p in workers if _cpu_seconds(p) > cpu_s]
+
+
 def _wait_for(predicate, timeout: float, what: str):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -130,13 +151,11 @@ def _first_trial_running(uri: str, name: str):
 
 @pytest.mark.slow
 def test_worker_sigkill_marks_its_trial_killed_and_rerun_fills_the_gap(tmp_path, store):
-    f = write(tmp_path, epochs=40)
+    f = write(tmp_path, **LONG)
     driver = subprocess.Popen(cmd(tmp_path, f, store, "--executor", "pool", "--workers", "2"),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
-    workers = _wait_for(lambda: [p for p in _children(driver.pid)
-                                 if "spawn_main" in _cmdline(p)], 60, "pool workers")
-    time.sleep(8)  # the workers import, load the data and start training
+                              text=True, env=ENV)
+    workers = _wait_for(lambda: _busy_workers(driver.pid), 180, "a pool worker in a trial")
     os.kill(workers[0], signal.SIGKILL)
     _, err = driver.communicate(timeout=600)
     assert driver.returncode == 1, err
@@ -153,14 +172,12 @@ def test_worker_sigkill_marks_its_trial_killed_and_rerun_fills_the_gap(tmp_path,
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("executor", ["local", "pool"])
 def test_driver_signal_kills_cleanly_and_rerun_completes(tmp_path, store, sig, executor):
-    f = write(tmp_path, epochs=40)
+    f = write(tmp_path, **LONG)
     driver = subprocess.Popen(cmd(tmp_path, f, store, "--executor", executor, "--workers", "2"),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
+                              text=True, env=ENV)
     if executor == "pool":
-        _wait_for(lambda: [p for p in _children(driver.pid) if "spawn_main" in _cmdline(p)],
-                  60, "pool workers")
-        time.sleep(8)
+        _wait_for(lambda: _busy_workers(driver.pid), 180, "a pool worker in a trial")
     else:
         _wait_for(lambda: _first_trial_running(store, "faults"), 120, "a running trial")
     family = _children(driver.pid)

@@ -45,11 +45,14 @@ def start_mlflow_server(store_uri: str, timeout_s: float = 90):
     import time
     import urllib.request
 
+    import tempfile
+
     port = free_port()
+    # the server keeps artifacts in ./mlartifacts of its working folder: a temporary one
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host",
          "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.mkdtemp())
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout_s
     while time.time() < deadline:

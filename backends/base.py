@@ -62,6 +62,17 @@ class Trainer(abc.ABC):
         """Outputs (N, *spec.output_shape). Pure: no running statistics are updated."""
 
     @abc.abstractmethod
+    def probe(self, x: np.ndarray, y: np.ndarray | None = None, *, train: bool = True,
+              masks: Arrays | None = None) -> tuple[Arrays, np.ndarray | None]:
+        """(outputs, input gradient): what one pass sees inside the model. Pure, as `forward`.
+
+        outputs maps every leaf's path (spec.layers(), forward order) to its output
+        (N, *leaf output shape); an identity leaf (dropout in evaluation) maps to its input.
+        With targets y, the second item is d(mean loss)/dx (N, *spec.input_shape), else None.
+        For harness/diagnostics.py and harness/check.py.
+        """
+
+    @abc.abstractmethod
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """(mean loss, outputs) in evaluation mode."""
 

@@ -13,6 +13,7 @@ EPILOG = """examples:
   python -m harness run experiments/optimizers.yaml
   python -m harness run experiments/optimizers.yaml --set train.epochs=1 --set seeds=[0]
   python -m harness run experiments/optimizers.yaml --dry-run
+  python -m harness check experiments/optimizers.yaml --backend numpy --limit 1
   mlflow ui --backend-store-uri sqlite:///results/mlflow.db
 
 exit codes: 0 all trials finished, 1 some trial failed or diverged, 2 bad config or usage,
@@ -52,13 +53,37 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="tables, plots and claim verdicts, from MLflow alone",
                          formatter_class=argparse.RawTextHelpFormatter)
     _common(rep)
+    chk = sub.add_parser("check", help="gradient check, overfit one batch, parity with numpy",
+                         formatter_class=argparse.RawTextHelpFormatter)
+    chk.add_argument("file", help="the experiment's YAML file")
+    chk.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                     help="override a dotted key, as for run (repeatable)")
+    chk.add_argument("--backend", action="append", choices=("numpy", "torch", "jax"),
+                     help="check only this backend of the file's (repeatable)")
+    chk.add_argument("--limit", type=int, metavar="N", help="only the first N sweep points")
+    chk.add_argument("--all-seeds", action="store_true",
+                     help="every seed of each sweep point (default: its first)")
+    chk.add_argument("--only", action="append", choices=("gradient", "overfit", "parity"),
+                     help="run only this check (repeatable)")
+    chk.add_argument("--batch", type=int, default=8, metavar="N",
+                     help="samples in the one batch (default 8)")
+    chk.add_argument("--samples", type=int, default=5, metavar="K",
+                     help="entries per tensor in the gradient check (default 5)")
+    chk.add_argument("--steps", type=int, default=200, metavar="S",
+                     help="overfit: the steps allowed (default 200)")
+    chk.add_argument("--fraction", type=float, default=0.1, metavar="F",
+                     help="overfit: the loss must fall below F x its start (default 0.1)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if getattr(args, "workers", None) is not None and args.workers < 1:
-        print("--workers: expected an integer >= 1", file=sys.stderr)
+    for option in ("workers", "limit", "batch", "samples", "steps"):
+        if getattr(args, option, None) is not None and getattr(args, option) < 1:
+            print(f"--{option}: expected an integer >= 1", file=sys.stderr)
+            return 2
+    if getattr(args, "fraction", None) is not None and not 0 < args.fraction < 1:
+        print("--fraction: expected a number in (0, 1)", file=sys.stderr)
         return 2
     if args.command == "run":
         from .runner import run
@@ -68,4 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         from .report import report
 
         return report(args)
+    if args.command == "check":
+        from .check import check
+
+        return check(args)
     return 2

@@ -53,7 +53,7 @@ def summarise(rows: list[dict]):
 
     df = pd.DataFrame(rows)
     keys = ["point", "backend", "device"]
-    metrics = [c for c in df.columns if "/" in c]
+    metrics = [c for c in df.columns if "/" in c and not c.startswith("diag/")]  # per layer
     for c in metrics:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     groups = df.groupby(keys, sort=False)
@@ -120,8 +120,12 @@ def report(args) -> int:
 
 
 def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:
-    """Hook for task-specific pictures (3D slices) and diagnostics; none for 2D tasks yet."""
-    del exp, trials, runs, tracker, out
+    """Hook for task-specific pictures (3D slices) and diagnostics: with train.diag_every
+    set, harness/plots_diag.py's diagnostics.png and diag_layers.png."""
+    if exp.train.diag_every or any(t.experiment.train.diag_every for t in trials):
+        from .plots_diag import collect, draw
+
+        draw(collect(tracker, trials, runs), out, exp.name)  # per-layer diagnostics
 
 
 def mean_band(series: list[list[tuple[int, float]]]):

@@ -92,6 +92,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile for the torch backend
     log_every: int = _check(1, at_least(1), ">= 1")  # train/loss every n steps
     eval_train: bool = True  # also evaluate the training split each epoch (train/accuracy)
+    # per-layer diagnostics (harness/diagnostics.py) every n steps, as diag/<layer>/<quantity>;
+    # None: off, and the training loop is exactly what it is without them
+    diag_every: int | None = _check(None, at_least(1), ">= 1")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -142,6 +142,11 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
     order_rng, aug_rng = np.random.default_rng(order_ss), np.random.default_rng(aug_ss)
     drop_rng = np.random.default_rng(drop_ss)
     canonical_masks = tr.rng == "canonical" and bool(dropout_layers(spec))
+    diag = None  # per-layer diagnostics: off unless train.diag_every is set
+    if tr.diag_every:
+        from .diagnostics import Diagnostics
+
+        diag = Diagnostics(spec, tr.diag_every, trial.seed)
 
     x, y = data.x_train, data.y_train
     n = len(x)
@@ -161,7 +166,10 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
                 xb = apply_augmentations(xb, list(exp.augment), aug_rng)
             masks = dropout_masks(spec, len(idx), drop_rng) if canonical_masks else None
             t0 = time.perf_counter()
-            loss = trainer.train_step(xb, yb, masks)
+            if diag is not None and step % diag.every == 0:  # the same step, measured
+                loss = diag.step(trainer, xb, yb, masks, step + 1, rows)
+            else:
+                loss = trainer.train_step(xb, yb, masks)
             times.append(time.perf_counter() - t0)
             step += 1
             losses.append(loss)

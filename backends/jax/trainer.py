@@ -20,12 +20,13 @@ import functools
 from types import SimpleNamespace
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ..base import Arrays, Trainer
 from ..optim import OptimizerSpec
-from ..spec import ModelSpec, dropout_layers, param_shapes
+from ..spec import ModelSpec, Parallel, Sequential, dropout_layers, join, param_shapes
 from . import nn
 from . import optim as jax_optim
 
@@ -37,6 +38,23 @@ def _check_keys(what: str, got: dict, shapes: dict) -> None:
     for k, shape in shapes.items():
         if tuple(np.shape(got[k])) != tuple(shape):
             raise ValueError(f"{what}: {k} has shape {np.shape(got[k])}, expected {shape}")
+
+
+def _recorded(layer, path, params, buffers, x, train, masks, outputs):
+    """nn.apply's walk, keeping every leaf's output in `outputs` (path -> array)."""
+    if isinstance(layer, Sequential):
+        for child in layer.layers:
+            x = _recorded(child, join(path, child.name), params, buffers, x, train, masks,
+                          outputs)
+        return x
+    if isinstance(layer, Parallel):
+        outs = [_recorded(br, join(path, br.name), params, buffers, x, train, masks, outputs)
+                for br in layer.branches]
+        if layer.merge == "add":
+            return sum(outs[1:], outs[0])
+        return jnp.concatenate(outs, axis=1)  # channel axis
+    outputs[path] = nn._leaf(layer, path, params, buffers, {}, x, train, masks)
+    return outputs[path]
 
 
 @functools.lru_cache(maxsize=32)
@@ -85,6 +103,20 @@ def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNam
         out, _ = nn.apply(spec, params, buffers, x, False)
         return nn.loss(spec.loss, out, y), out
 
+    def probe(params, buffers, x, y, masks, key, train):
+        if train:
+            masks, key = masks_for(masks, key, x.shape[0])
+
+        def loss_of(x):
+            outputs = {}
+            out = _recorded(spec.body, "", params, buffers, x, train, masks or {}, outputs)
+            return (0.0 if y is None else nn.loss(spec.loss, out, y)), outputs
+
+        if y is None:
+            return loss_of(x)[1], None, key
+        dx, outputs = jax.grad(loss_of, has_aux=True)(x)
+        return outputs, dx, key
+
     return SimpleNamespace(
         tx=tx,
         # ONE jit for forward + backward + update; params, opt state, buffers, key donated
@@ -92,7 +124,8 @@ def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNam
         loss_and_grads=jax.jit(loss_and_grads, donate_argnums=(1, 5)),
         apply_gradients=jax.jit(apply_gradients, donate_argnums=(0, 1)),
         forward=jax.jit(forward, static_argnames="train"),
-        evaluate=jax.jit(evaluate))
+        evaluate=jax.jit(evaluate),
+        probe=jax.jit(probe, static_argnames="train"))
 
 
 class JaxTrainer(Trainer):
@@ -168,6 +201,16 @@ class JaxTrainer(Trainer):
         out, key = self._fn.forward(self._params, self._buffers, x, masks, self._key, train=train)
         self._key = key  # a native training pass draws from the stream; nothing else changes
         return np.array(out)
+
+    def probe(self, x, y=None, *, train=True, masks=None):
+        x = self._x(x)
+        masks = self._masks(masks, x.shape[0]) if train else None
+        y = None if y is None else self._y(y)
+        outputs, dx, key = self._fn.probe(self._params, self._buffers, x, y, masks, self._key,
+                                          train=train)
+        self._key = key  # as forward: a native training pass draws from the stream
+        outputs = {path: np.array(outputs[path]) for path, _ in self.spec.layers()}
+        return outputs, None if dx is None else np.array(dx)
 
     def evaluate(self, x, y):
         loss, out = self._fn.evaluate(self._params, self._buffers, self._x(x), self._y(y))

@@ -137,7 +137,10 @@ class NumpyTrainer(Trainer):
                 return sum(outs[1:], outs[0]), (layer.merge, records, None)
             sizes = [o.shape[1] for o in outs]
             return np.concatenate(outs, axis=1), (layer.merge, records, sizes)
-        return self._leaf(layer, x, path, ctx)
+        out, record = self._leaf(layer, x, path, ctx)
+        if "outputs" in ctx:  # probe() keeps every leaf's output
+            ctx["outputs"][path] = out
+        return out, record
 
     def _backward(self, layer, dout, record, grads):
         """Accumulates parameter gradients into `grads`; returns the input gradient."""
@@ -170,6 +173,15 @@ class NumpyTrainer(Trainer):
 
     def forward(self, x, *, train=False, masks=None):
         return self._run(x, train, masks)[0]
+
+    def probe(self, x, y=None, *, train=True, masks=None):
+        ctx = {"train": train, "masks": masks, "buffers": {}, "outputs": {}}
+        out, record = self._forward(self.spec.body, self._input(x), "", ctx)
+        if y is None:
+            return ctx["outputs"], None
+        _, cache = self._loss(out, y)  # the new running statistics in ctx are dropped
+        dx = self._backward(self.spec.body, self._loss_backward(cache), record, {})
+        return ctx["outputs"], dx
 
     def _loss(self, out, y):
         y = np.asarray(y)

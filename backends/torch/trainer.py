@@ -123,6 +123,33 @@ class TorchTrainer(Trainer):
                                              (self._x(x), self._masks(masks)))
         return out.cpu().numpy()
 
+    def probe(self, x: np.ndarray, y: np.ndarray | None = None, *, train: bool = True,
+              masks: Arrays | None = None) -> tuple[Arrays, np.ndarray | None]:
+        """Leaf outputs from forward hooks (module paths are spec paths), on buffer copies."""
+        self.module.train(train)
+        outputs = {}
+
+        def keep(path):
+            def hook(module, args, out):
+                outputs[path] = out.detach()
+            return hook
+
+        paths = [path for path, _ in self.spec.layers()]
+        hooks = [self.module.get_submodule(p).register_forward_hook(keep(p)) for p in paths]
+        copies = {k: b.clone() for k, b in self.module.named_buffers()}
+        xt = self._x(x).requires_grad_(y is not None)
+        dx = None
+        try:
+            with torch.set_grad_enabled(y is not None):
+                out = torch.func.functional_call(self.module, copies, (xt, self._masks(masks)))
+                if y is not None:  # the gradient of x only: no parameter's .grad is touched
+                    (dx,) = torch.autograd.grad(_loss(self.spec.loss, out, self._y(y)), xt)
+                    dx = dx.cpu().numpy()
+        finally:
+            for h in hooks:
+                h.remove()
+        return {p: outputs[p].cpu().numpy() for p in paths}, dx
+
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         self.module.eval()
         with torch.no_grad():

@@ -42,10 +42,9 @@ def start_mlflow_server(store_uri: str, timeout_s: float = 90):
     """A real `mlflow server` on 127.0.0.1 over `store_uri`: (process, url). Bounded wait."""
     import subprocess
     import sys
+    import tempfile
     import time
     import urllib.request
-
-    import tempfile
 
     port = free_port()
     # the server keeps artifacts in ./mlartifacts of its working folder: a temporary one

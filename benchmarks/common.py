@@ -3,7 +3,8 @@
 A framework is imported only by the benchmark that needs it, inside `setup()`; a missing
 framework or device raises NotImplementedError there, which is asv's way to skip a
 parameter combination (scipy's benchmarks/benchmarks/common.py does the same with its
-`safe_import`). Nothing here imports torch or jax at module level.
+`safe_import`). Nothing here imports torch or jax at module level, except `preimport` under
+asv, for its forkserver.
 
 Threads: every benchmark runs with `HARNESS_BENCH_THREADS` threads per library (default 1;
 0 leaves OpenBLAS, torch and XLA at their defaults). One thread each is what stays steady on
@@ -37,9 +38,7 @@ ROOF_N = 1024  # the roofline's sgemm is (ROOF_N x ROOF_N) @ (ROOF_N x ROOF_N), 
 CLOCK = time.process_time if THREADS == 1 else time.perf_counter
 SAMPLE_S = 0.02  # the shortest sample: shorter ones swing by 2x on a loaded machine
 
-if THREADS > 0 and "jax" not in sys.modules:  # XLA reads its flags when its client starts
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false").strip()
+_XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 
 
 class safe_import:
@@ -72,9 +71,14 @@ _limits = []  # keeps threadpoolctl's limit object alive
 
 
 def limit_threads() -> None:
-    """Cap OpenBLAS and torch at THREADS threads (idempotent; a no-op for THREADS = 0)."""
+    """Cap OpenBLAS, torch and XLA at THREADS threads (idempotent; a no-op for THREADS = 0).
+
+    XLA's limit holds only if no JAX computation has run yet in this process."""
     if THREADS <= 0:
         return
+    if _XLA_ONE_THREAD not in os.environ.get("XLA_FLAGS", ""):
+        # XLA reads its flags when its CPU client starts, at the first JAX computation
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_ONE_THREAD}".strip()
     if not _limits:
         from threadpoolctl import threadpool_limits
 

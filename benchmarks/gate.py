@@ -21,6 +21,7 @@ gate must catch.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -107,8 +108,6 @@ def figures() -> list[Figure]:
     for trial in overhead.TRIALS:
         for backend in BACKENDS:
             def over_trial(slow, r, trial=trial, backend=backend):
-                import functools
-
                 harness, t = overhead.make(trial, backend, "cpu")
                 return paired(slow(harness), functools.partial(overhead.bare_trial, t), r)[2]
 
@@ -177,8 +176,8 @@ def report(rows: list[Row], factor: float = FACTOR, retried: dict | None = None)
         lines.append(f"\ngate: FAILED: {len(slower)} of {measured} figures got slower than "
                      f"their baseline by more than {factor}x: {names}")
     else:
-        lines.append(f"\ngate: passed: {measured} figures, none more than {factor}x worse "
-                     f"than its baseline")
+        lines.append(f"\ngate: passed: {measured} figure{'s' * (measured != 1)}, none more "
+                     f"than {factor}x worse than its baseline")
     return "\n".join(lines)
 
 

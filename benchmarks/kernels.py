@@ -23,6 +23,7 @@ from backends import spec as S
 from . import flops as F
 from .common import (
     BACKENDS,
+    CLOCK,
     DEVICES,
     ROOF_N,
     THREADS,
@@ -186,6 +187,7 @@ class Roofline:
     params = [DEVICES]
     param_names = ["device"]
     timeout = 120
+    timer = CLOCK
 
     def setup(self, device):
         self.fn, self.flops = sgemm(device)
@@ -203,6 +205,7 @@ class _Kernel:
     """time_kernel, track_gflops and track_roofline_fraction of the kernel `setup` picks."""
 
     timeout = 180
+    timer = CLOCK  # asv's time_* too: CPU time with one thread (see common.py)
 
     def _prepare(self, name, backend, device, pass_):
         self.fn, self.flops = make(name, backend, device, pass_)

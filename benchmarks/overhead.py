@@ -127,6 +127,7 @@ class HarnessOverhead:
     params = [list(TRIALS), BACKENDS, DEVICES]
     param_names = ["trial", "backend", "device"]
     timeout = 300
+    timer = CLOCK
 
     def setup(self, name, backend, device):
         self.harness, trial = make(name, backend, device)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 
 from . import bare
-from .common import DEVICES, THREADS, limit_threads, paired, require
+from .common import CLOCK, DEVICES, THREADS, limit_threads, paired, require
 from .models import BATCH, MODELS
 from .steps import make as backend_step
 from .steps import measure as step_measure
@@ -43,6 +43,7 @@ class StepVsBare:
     params = [list(MODELS), ["torch", "jax"], DEVICES]
     param_names = ["model", "backend", "device"]
     timeout = 180
+    timer = CLOCK
 
     def setup(self, name, backend, device):
         self.step, self.plain = make(name, backend, device)

@@ -16,6 +16,7 @@ import functools
 from . import flops
 from .common import (
     BACKENDS,
+    CLOCK,
     DEVICES,
     THREADS,
     limit_threads,
@@ -46,6 +47,7 @@ class TrainStep:
     params = [list(MODELS), BACKENDS, DEVICES]
     param_names = ["model", "backend", "device"]
     timeout = 180
+    timer = CLOCK
 
     def setup(self, name, backend, device):
         self.step, self.flops = make(name, backend, device)

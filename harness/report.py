@@ -126,6 +126,38 @@ def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:
         from .plots_diag import collect, draw
 
         draw(collect(tracker, trials, runs), out, exp.name)  # per-layer diagnostics
+    if exp.task.name == "sdf":
+        _sdf_pictures(trials, runs, tracker, out)
+
+
+def _sdf_pictures(trials, runs, tracker, out: Path, scenes: int = 3) -> None:
+    """Slices and surfaces of the first finished trial's predictions on validation scenes,
+    from its final parameters (the run's params.npz), predicted by the NumPy reference."""
+    import tempfile
+
+    import backends
+    from backends.optim import OptimizerSpec
+
+    from .plots3d import slices, surfaces
+    from .train import dataset, model_for
+
+    done = [t for t in trials if t.hash in runs and runs[t.hash].info.status == "FINISHED"]
+    if not done:
+        return
+    t = done[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracker.client.download_artifacts(runs[t.hash].info.run_id, "params.npz", tmp)
+        arrays = dict(np.load(path))
+    data = dataset(t.config["task"], t.seed)
+    spec = model_for(t, data)
+    shapes, buffer_shapes = backends.spec.param_shapes(spec)
+    trainer = backends.load("numpy").build(
+        spec, {k: arrays[k] for k in shapes}, {k: arrays[k] for k in buffer_shapes},
+        OptimizerSpec(name="sgd", lr=1.0))
+    x, y = data.x_val[:scenes], data.y_val[:scenes]
+    pred = trainer.forward(x)
+    slices(x, pred, y, out / "slices.png", f"{t.label}: input, prediction, target")
+    surfaces(pred[0], y[0], out / "surfaces.png", f"{t.label}: predicted and true surface")
 
 
 def mean_band(series: list[list[tuple[int, float]]]):

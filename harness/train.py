@@ -89,14 +89,20 @@ def _metrics(kind: str, outputs: np.ndarray, y: np.ndarray, prefix: str, loss: f
     return out
 
 
-def evaluate(trainer, x: np.ndarray, y: np.ndarray, kind: str, prefix: str, y_std=None):
+def evaluate(trainer, x: np.ndarray, y: np.ndarray, kind: str, prefix: str, y_std=None,
+             extra=None):
+    """Loss and the task's metrics in evaluation mode; `extra` adds a task's own (sdf's
+    mae over the unknown voxels and surface IoU)."""
     losses, outs = [], []
     for i in range(0, len(x), EVAL_BATCH):
         loss, out = trainer.evaluate(x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH])
         losses.append(loss * len(out))
         outs.append(out)
     outputs = np.concatenate(outs)
-    return _metrics(kind, outputs, y, prefix, float(sum(losses) / len(x)), y_std)
+    metrics = _metrics(kind, outputs, y, prefix, float(sum(losses) / len(x)), y_std)
+    if extra is not None:
+        metrics.update(extra(x, outputs, y, prefix))
+    return metrics
 
 
 def run_trial(trial: Trial, sink: Sink | None = None) -> Outcome:
@@ -119,7 +125,8 @@ def run_trial(trial: Trial, sink: Sink | None = None) -> Outcome:
 
 
 def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
-    from .augment import apply_augmentations
+    from .augment3d import augment_pair
+    from .tasks import TASKS
 
     t_setup = time.perf_counter()
     exp = trial.experiment
@@ -163,7 +170,9 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
             idx = order[b * batch:(b + 1) * batch]
             xb, yb = x[idx], y[idx]
             if exp.augment:
-                xb = apply_augmentations(xb, list(exp.augment), aug_rng)
+                # a dense target (sdf) moves with its input; a class label stays
+                xb, yb = augment_pair(xb, yb, list(exp.augment), aug_rng,
+                                      y_fill=data.info.get("y_fill"))
             masks = dropout_masks(spec, len(idx), drop_rng) if canonical_masks else None
             t0 = time.perf_counter()
             if diag is not None and step % diag.every == 0:  # the same step, measured
@@ -179,10 +188,11 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
                 break
         outcome.steps, outcome.epochs = step, epoch
         diverged = not math.isfinite(losses[-1])
+        extra = TASKS[exp.task.name].extra_metrics
         values = {} if diverged else evaluate(trainer, data.x_val, data.y_val, data.kind,
-                                              "val", data.y_std)
+                                              "val", data.y_std, extra)
         if tr.eval_train and not diverged:  # evaluation mode on the training split
-            train_eval = evaluate(trainer, x, y, data.kind, "train", data.y_std)
+            train_eval = evaluate(trainer, x, y, data.kind, "train", data.y_std, extra)
             train_eval["train/eval_loss"] = train_eval.pop("train/loss")
             values.update(train_eval)
             values["gap/loss"] = values["val/loss"] - values["train/eval_loss"]

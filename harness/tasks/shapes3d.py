@@ -14,8 +14,8 @@ every class, in random order.
 Like mario and unlike digits, the trial seed drives generation: each seed sees fresh scenes,
 so error bars over seeds include the data's variation. Train, val and test use independent
 child streams of the seed, so changing `n_train` leaves the validation set unchanged.
-Generation takes well under a second at 16^3 (see tests/test_tasks3d.py, which prints the
-time for 1000 scenes), so nothing is cached.
+Generation takes about a second for the default 3000 scenes of 16^3 (tests/test_tasks3d.py
+prints the time for 1000), so nothing is cached.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Shapes3dOptions:
 )
 def load(options: Shapes3dOptions, *, seed: int, cache_dir: Path) -> Dataset:
     """Voxel grids of random primitives at random pose and scale (classification, 5 classes)."""
-    del cache_dir  # generated in well under a second; nothing to cache
+    del cache_dir  # generated in about a second; nothing to cache
     o = options
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
     x_tr, y_tr = make_split(o.n_train, o.size, streams[0])

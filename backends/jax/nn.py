@@ -214,32 +214,37 @@ def _leaf(layer, path, params, buffers, new_buffers, x, train, masks):
     raise TypeError(f"layer {path!r}: {type(layer).__name__} is not a layer")
 
 
-def _run(layer, path, params, buffers, new_buffers, x, train, masks):
+def _run(layer, path, params, buffers, new_buffers, x, train, masks, outputs=None):
+    """The walk over the spec tree; with `outputs`, every leaf's output is kept there."""
     if isinstance(layer, Sequential):
         for child in layer.layers:
             x = _run(child, join(path, child.name), params, buffers, new_buffers, x, train,
-                     masks)
+                     masks, outputs)
         return x
     if isinstance(layer, Parallel):
-        outs = [_run(br, join(path, br.name), params, buffers, new_buffers, x, train, masks)
-                for br in layer.branches]  # an empty branch returns x: the identity
+        outs = [_run(br, join(path, br.name), params, buffers, new_buffers, x, train, masks,
+                     outputs) for br in layer.branches]  # an empty branch is the identity
         if layer.merge == "add":
             return sum(outs[1:], outs[0])
         if layer.merge == "concat":
             return jnp.concatenate(outs, axis=1)  # channel axis
         raise ValueError(f"layer {path!r}: merge must be 'add' or 'concat'")
-    return _leaf(layer, path, params, buffers, new_buffers, x, train, masks)
+    out = _leaf(layer, path, params, buffers, new_buffers, x, train, masks)
+    if outputs is not None:
+        outputs[path] = out
+    return out
 
 
-def apply(spec: ModelSpec, params, buffers, x, train: bool, masks=None):
+def apply(spec: ModelSpec, params, buffers, x, train: bool, masks=None, outputs=None):
     """(N, *spec.input_shape) -> ((N, *spec.output_shape), new_buffers). Pure.
 
     `masks` maps each dropout path with p > 0 to its keep-mask (N, *input_shape); they are
     needed in training mode only. `new_buffers` holds BatchNorm's updated running statistics
-    in training mode and the same arrays in evaluation mode.
+    in training mode and the same arrays in evaluation mode. A dict `outputs` receives every
+    leaf's output, keyed by its path (for diagnostics).
     """
     new_buffers = dict(buffers)
-    out = _run(spec.body, "", params, buffers, new_buffers, x, train, masks or {})
+    out = _run(spec.body, "", params, buffers, new_buffers, x, train, masks or {}, outputs)
     return out, new_buffers
 
 

@@ -20,13 +20,12 @@ import functools
 from types import SimpleNamespace
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ..base import Arrays, Trainer
 from ..optim import OptimizerSpec
-from ..spec import ModelSpec, Parallel, Sequential, dropout_layers, join, param_shapes
+from ..spec import ModelSpec, dropout_layers, param_shapes
 from . import nn
 from . import optim as jax_optim
 
@@ -38,23 +37,6 @@ def _check_keys(what: str, got: dict, shapes: dict) -> None:
     for k, shape in shapes.items():
         if tuple(np.shape(got[k])) != tuple(shape):
             raise ValueError(f"{what}: {k} has shape {np.shape(got[k])}, expected {shape}")
-
-
-def _recorded(layer, path, params, buffers, x, train, masks, outputs):
-    """nn.apply's walk, keeping every leaf's output in `outputs` (path -> array)."""
-    if isinstance(layer, Sequential):
-        for child in layer.layers:
-            x = _recorded(child, join(path, child.name), params, buffers, x, train, masks,
-                          outputs)
-        return x
-    if isinstance(layer, Parallel):
-        outs = [_recorded(br, join(path, br.name), params, buffers, x, train, masks, outputs)
-                for br in layer.branches]
-        if layer.merge == "add":
-            return sum(outs[1:], outs[0])
-        return jnp.concatenate(outs, axis=1)  # channel axis
-    outputs[path] = nn._leaf(layer, path, params, buffers, {}, x, train, masks)
-    return outputs[path]
 
 
 @functools.lru_cache(maxsize=32)
@@ -109,7 +91,7 @@ def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNam
 
         def loss_of(x):
             outputs = {}
-            out = _recorded(spec.body, "", params, buffers, x, train, masks or {}, outputs)
+            out, _ = nn.apply(spec, params, buffers, x, train, masks, outputs)
             return (0.0 if y is None else nn.loss(spec.loss, out, y)), outputs
 
         if y is None:

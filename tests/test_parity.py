@@ -37,7 +37,12 @@ ARCHS = {
 }
 OPT = {"gd": {"lr": 0.1}, "sgd": {"lr": 0.1}, "momentum": {"lr": 0.05, "nesterov": True},
        "adagrad": {"lr": 0.05}, "rmsprop": {"lr": 0.01}, "adam": {"lr": 0.01}}
-TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-5, atol=2e-6)}
+TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-5, atol=2e-6),
+       # adaptive rules with BatchNorm, float64: a gradient that is zero up to ~1e-17 moves its
+       # parameter by up to lr * g / (sqrt(G) + eps), ~1e-9 of pure noise over 5 steps,
+       # which reaches what follows it (BN statistics, later losses) at ~1e-8 relative
+       "float64-adaptive": dict(rtol=1e-7, atol=1e-8)}
+ADAPTIVE = ("adagrad", "rmsprop", "adam")
 
 
 def setup(arch: str, batchnorm: bool, dropout: float, n: int = 8, steps: int = 5):
@@ -87,20 +92,23 @@ def check_parity(arch, opt_name, batchnorm, dropout, dtype):
             close(grads[k], ref_grads[k], dtype, f"{n} grad {k}")
     losses = {n: [t.train_step(x, y, m) for x, y, m in batches] for n, t in trainers.items()}
     ref = trainers["numpy"]
+    state_tol = dtype
+    if dtype == "float64" and batchnorm and opt_name in ADAPTIVE:
+        state_tol = "float64-adaptive"
     for n in ("torch", "jax"):
         t = trainers[n]
-        close(losses[n], losses["numpy"], dtype, f"{n} losses over 5 steps")
+        close(losses[n], losses["numpy"], state_tol, f"{n} losses over 5 steps")
         for k, v in ref.params().items():
-            close(t.params()[k], v, dtype, f"{n} param {k} after 5 steps")
+            close(t.params()[k], v, state_tol, f"{n} param {k} after 5 steps")
         for k, v in ref.buffers().items():
-            close(t.buffers()[k], v, dtype, f"{n} buffer {k} after 5 steps")
+            close(t.buffers()[k], v, state_tol, f"{n} buffer {k} after 5 steps")
         ref_state, state = ref.opt_state(), t.opt_state()
         assert state["step"] == ref_state["step"] == 5
         for slot, values in ref_state["slots"].items():
             for k, v in values.items():
-                close(state["slots"][slot][k], v, dtype, f"{n} {slot}[{k}]")
+                close(state["slots"][slot][k], v, state_tol, f"{n} {slot}[{k}]")
         xe = batches[0][0]
-        close(t.forward(xe), ref.forward(xe), dtype, f"{n} eval forward (running stats)")
+        close(t.forward(xe), ref.forward(xe), state_tol, f"{n} eval forward (running stats)")
 
 
 # XLA takes 10-20 s on this CPU to compile a 3D conv net's steps: those run with -m slow

@@ -110,7 +110,12 @@ def report(args) -> int:
     _extra_plots(exp, trials, runs, tracker, out)
 
     verdicts = evaluate_claims(exp.expect, rows) if exp.expect else []
-    text = write_markdown(verdicts, out / "claims.md") if verdicts else ""
+    if verdicts:
+        text = write_markdown(verdicts, out / "claims.md")
+    else:  # still written, so that every experiment's results hold the same files
+        text = ""
+        (out / "claims.md").write_text("# Claims\n\nThis experiment states none (its "
+                                       "`expect:` is empty): read its plots.\n")
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     print(f"{exp.name}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}"
           f"); wrote {out}/", file=sys.stderr)

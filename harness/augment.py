@@ -53,10 +53,12 @@ class Augmentation(NamedTuple):
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
-# Which numbers of spatial axes an op accepts (None: any) and the allowed range of each
-# numeric parameter (low, high), inclusive, None for unbounded; read by check_augmentations.
+# Which numbers of spatial axes an op accepts (None: any), the allowed range of each
+# numeric parameter (low, high), inclusive, None for unbounded, and the allowed values of
+# each string parameter; read by check_augmentations.
 SPATIAL_DIMS: dict[str, tuple[int, ...] | None] = {}
 BOUNDS: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+CHOICES: dict[str, dict[str, tuple[str, ...]]] = {}
 
 
 def augmentation(
@@ -64,6 +66,7 @@ def augmentation(
     *,
     spatial_dims: tuple[int, ...] | None = None,
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    choices: Mapping[str, tuple[str, ...]] | None = None,
     **defaults: Any,
 ) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
     """Decorator that registers `fn` under `name` with its default parameters."""
@@ -74,6 +77,7 @@ def augmentation(
         AUGMENTATIONS[name] = Augmentation(fn, dict(defaults))
         SPATIAL_DIMS[name] = spatial_dims
         BOUNDS[name] = dict(bounds or {})
+        CHOICES[name] = dict(choices or {})
         return fn
 
     return decorate
@@ -214,6 +218,15 @@ def _check_params(where: str, name: str, params: Mapping[str, Any]) -> list[str]
         if not ok:
             problems.append(
                 f"{where}.{key}: expected {want.__name__}, found {type(value).__name__} {value!r}"
+            )
+            continue
+        allowed = CHOICES[name].get(key)
+        if allowed is not None and value not in allowed:
+            near = difflib.get_close_matches(value, allowed, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            problems.append(
+                f"{where}.{key}: expected one of {', '.join(map(repr, allowed))}, "
+                f"found {value!r}{hint}"
             )
             continue
         low, high = bounds.get(key, (None, None))

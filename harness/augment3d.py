@@ -127,6 +127,7 @@ def _check(x: np.ndarray, border: str) -> np.ndarray:
     "rotate",
     spatial_dims=(3,),
     bounds={"degrees": (0.0, 180.0)},
+    choices={"mode": ("cube", "any"), "border": tuple(BORDERS)},
     mode="cube",
     degrees=180.0,
     border="edge",
@@ -155,7 +156,13 @@ def rotate(
 
 
 @augmentation(
-    "jitter", spatial_dims=(3,), bounds={"shift": (0, None)}, shift=2, border="edge", fill=0.0
+    "jitter",
+    spatial_dims=(3,),
+    bounds={"shift": (0, None)},
+    choices={"border": tuple(BORDERS)},
+    shift=2,
+    border="edge",
+    fill=0.0,
 )
 def jitter(
     x: np.ndarray, rng: np.random.Generator, *, shift: int, border: str, fill: float

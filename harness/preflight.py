@@ -16,7 +16,7 @@ def preflight(source: str, trials: list[Trial]) -> list[ConfigError]:
     import backends
 
     errors: list[ConfigError] = []
-    seen_backends, seen_devices, seen_models = set(), set(), set()
+    seen_backends, seen_devices, seen_models, seen_augment = set(), set(), set(), set()
     for t in trials:
         if t.backend not in seen_backends:
             seen_backends.add(t.backend)
@@ -37,6 +37,28 @@ def preflight(source: str, trials: list[Trial]) -> list[ConfigError]:
         if key not in seen_models:
             seen_models.add(key)
             errors += _check_model(source, t)
+        key = json.dumps({k: t.config.get(k) for k in ("task", "augment")}, sort_keys=True)
+        if t.config.get("augment") and key not in seen_augment:
+            seen_augment.add(key)
+            errors += _check_augment(source, t)
+    return errors
+
+
+def _check_augment(source: str, t: Trial) -> list[ConfigError]:
+    """Ops that cannot take the task's inputs, e.g. `rotate` (3D) on a 2D task."""
+    from .augment import check_augmentations
+    from .train import dataset
+
+    try:
+        shape = dataset(t.config["task"], t.seed).input_shape
+    except Exception:  # noqa: BLE001 -- _check_model has reported the task already
+        return []
+    at = f" (at sweep point {t.point_label})" if t.point else ""
+    errors = []
+    for problem in check_augmentations(t.config["augment"], input_shape=shape):
+        where, _, message = problem.partition(": ")
+        errors.append(ConfigError(source, where, f"{message} of task {t.config['task']['name']}"
+                                                 f"{at}"))
     return errors
 
 

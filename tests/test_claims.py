@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.claims import evaluate_claims, higher_is_better, judge, matches
+from harness.claims import _ms, evaluate_claims, higher_is_better, judge, matches
 from harness.schema import Claim
 
 
@@ -86,3 +86,16 @@ def test_bootstrap_is_reproducible():
     a, b = list(np.linspace(0.8, 0.9, 5)), list(np.linspace(0.7, 0.8, 5))
     assert judge(a, b, 0.0, True, "bootstrap", 0.05) == judge(a, b, 0.0, True, "bootstrap",
                                                                0.05)
+
+
+def test_a_constant_side_is_tested_without_warnings_and_diverged_seeds_are_counted():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # chance level on every seed must not warn
+        verdict, p, _ = judge([0.45, 0.5, 0.4], [0.102] * 3, 0.2, True, "welch", 0.05)
+    want = stats.ttest_1samp(np.array([0.45, 0.5, 0.4]) - 0.2 - 0.102, 0.0,
+                             alternative="greater").pvalue
+    assert verdict == "PASS" and p == pytest.approx(want, rel=1e-9)
+    assert _ms([0.5, -math.inf, 0.6]) == "0.55 ± 0.071 (n=3, 1 diverged)"
+    assert _ms([-math.inf] * 3) == "diverged (n=3)"

@@ -62,6 +62,10 @@ BAD = [
     ("momentum 0", GOOD.replace("name: sgd, lr: 0.05", "name: momentum, lr: 0.05, momentum: 0"),
      "optimizer.momentum", "sgd"),
     ("missing name", GOOD.replace("name: t\n", ""), "name", "required"),
+    ("rotate mode misspelt", GOOD + "augment: [{name: rotate, mode: cubic}]\n",
+     "augment[0].mode", "did you mean 'cube'"),
+    ("jitter border unknown", GOOD + "augment: [{name: jitter, border: wrap}]\n",
+     "augment[0].border", "'edge', 'constant'"),
 ]
 
 
@@ -88,6 +92,17 @@ def test_arch_that_cannot_take_the_input_is_refused_before_running(tmp_path):
     proc = _run(f, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "model" in proc.stderr and "unet" in proc.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "results").exists()
+
+
+def test_3d_augmentation_on_a_2d_task_is_refused_before_running(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text(GOOD + "sweep:\n  augment: [[], [flip, rotate], [jitter]]\n")
+    proc = _run(f, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "augment[1]: 'rotate' needs inputs with 3 spatial axes" in proc.stderr
+    assert "augment[0]: 'jitter' needs inputs with 3 spatial axes" in proc.stderr
+    assert "(1, 8, 8) of task digits" in proc.stderr and "2 errors" in proc.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / "results").exists()
 
 

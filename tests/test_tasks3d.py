@@ -264,7 +264,8 @@ def test_3d_ops_are_registered_for_three_spatial_axes_only():
         "expected a value in [0.0, 180.0]"
         in check_augmentations([{"name": "rotate", "degrees": 270.0}])[0]
     )
-    with pytest.raises(ValueError, match="'cube' or 'any'"):
+    assert "did you mean 'cube'?" in check_augmentations([{"name": "rotate", "mode": "cubic"}])[0]
+    with pytest.raises(ValueError, match="expected one of 'cube', 'any'"):
         apply_augmentations(
             volumes(), [{"name": "rotate", "mode": "cubic"}], np.random.default_rng()
         )

@@ -103,17 +103,33 @@ def flip(x: np.ndarray, rng: np.random.Generator, *, p: float) -> np.ndarray:
     return np.where(_per_sample(mirror, x.ndim), x[..., ::-1], x)
 
 
-@augmentation("crop", bounds={"pad": (0, None)}, pad=1, fill=0.0)
-def crop(x: np.ndarray, rng: np.random.Generator, *, pad: int, fill: float) -> np.ndarray:
-    """Zero-pad (with `fill`) every spatial axis by `pad`, crop back at a random offset.
+@augmentation(
+    "crop",
+    bounds={"pad": (0, None)},
+    choices={"border": ("edge", "constant")},
+    pad=1,
+    border="edge",
+    fill=0.0,
+)
+def crop(
+    x: np.ndarray, rng: np.random.Generator, *, pad: int, border: str, fill: float
+) -> np.ndarray:
+    """Pad every spatial axis by `pad`, crop back at a random offset (torchvision's
+    RandomCrop(padding=pad)). (N, C, *S) -> (N, C, *S).
 
-    (N, C, *S) -> (N, C, *S). Sample n is shifted by s = offset - pad in -pad..pad along
-    each spatial axis: out[n, c, i] = x[n, c, i + s], or `fill` where i + s is outside.
+    Sample n is shifted by s = offset - pad in -pad..pad along each spatial axis:
+    out[n, c, i] = x[n, c, i + s] where i + s is inside; outside, the nearest border value
+    (`border: edge`, the default) or `fill` (`border: constant`). Inputs are normalised, so
+    a constant 0 is the mean grey, not the background: edge keeps a digit's background.
     """
     x = _batch(x)
     n, spatial = len(x), x.shape[2:]
     offsets = rng.integers(0, 2 * pad + 1, size=(n, len(spatial)))  # (N, n_spatial)
-    out = np.pad(x, [(0, 0), (0, 0)] + [(pad, pad)] * len(spatial), constant_values=fill)
+    width = [(0, 0), (0, 0)] + [(pad, pad)] * len(spatial)
+    if border == "edge":
+        out = np.pad(x, width, mode="edge")
+    else:
+        out = np.pad(x, width, constant_values=fill)
     for d, size in enumerate(spatial):
         axis = 2 + d
         shape = [1] * x.ndim

@@ -37,6 +37,33 @@ def _backends(rows) -> list[str]:
     return list(dict.fromkeys(r["backend"] for r in rows))
 
 
+PREFIXES = ("model.", "optimizer.", "train.", "task.")
+
+
+def short(point: str) -> str:
+    """A sweep point as a legend reads it: 'model.init=he optimizer.lr=0.1' -> 'init=he
+    lr=0.1' (the section names add nothing once the axis is named)."""
+    for prefix in PREFIXES:
+        point = point.replace(prefix, "")
+    return point or "(no sweep)"
+
+
+def _plain_log_ticks(ax) -> None:
+    """Log-axis ticks as 0.2, 0.5, 1, 2, 5 instead of 2x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"
+                                               if f"{v:.0e}"[0] in "25" else ""))
+
+
+def _loss_top(lines: list[tuple[list, bool]]) -> float | None:
+    """A log-scale loss axis's top: 3x the highest starting loss among the lines that did
+    not diverge, so that one blown-up trial does not flatten every other curve."""
+    starts = [mean[0] for mean, ok in lines if ok and len(mean)]
+    return 3 * max(starts) if starts else None
+
+
 def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
            title: str) -> None:
     """One panel per backend; one line per sweep point: the mean over seeds, with a band of
@@ -45,8 +72,9 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
 
     plt = _pyplot()
     backends = _backends(rows)
-    fig, axes = plt.subplots(1, len(backends), figsize=(5 * len(backends), 3.8), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(backends), figsize=(4.5 * len(backends) + 3.5, 3.8),
+                             squeeze=False, sharey=True, layout="constrained")
+    colour = {p: f"C{i % 10}" for i, p in enumerate(dict.fromkeys(r["point"] for r in rows))}
     for ax, backend in zip(axes[0], backends):
         points: dict[str, list] = {}
         status: dict[str, list] = {}
@@ -57,24 +85,30 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
             series = hist.get(row["hash"], {}).get(key)
             if series:
                 points.setdefault(row["point"], []).append(series)
+        drawn = []
         for point, series in points.items():
             steps, mean, low, high = mean_band(series)
             bad = [s for s in status[point] if s != "finished"]
-            label = f"{point} (n={len(series)}" + (f", {len(bad)} {'/'.join(set(bad))}"
-                                                   if bad else "") + ")"
-            (line,) = ax.plot(steps, mean, label=label)
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+            label = f"{short(point)} (n={len(series)}" + (
+                f", {len(bad)} {'/'.join(sorted(set(bad)))}" if bad else "") + ")"
+            ax.plot(steps, mean, label=label, color=colour[point], linestyle=":" if bad else "-")
+            ax.fill_between(steps, low, high, color=colour[point], alpha=0.2)
+            drawn.append((list(mean), not bad))
         ax.set_title(f"{backend}", fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel(key)
         if "loss" in key:
             ax.set_yscale("log")
-        if points:
-            ax.legend(fontsize=7)
-        else:
+            top = _loss_top(drawn)
+            if top is not None and top < ax.get_ylim()[1]:
+                ax.set_ylim(top=top)
+            _plain_log_ticks(ax)
+        if not points:
             ax.text(0.5, 0.5, "no finished trial", ha="center", transform=ax.transAxes)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if handles:  # one legend, right of the panels, for every backend (same points, colours)
+        fig.legend(handles, labels, fontsize=7, loc="outside right upper")
     fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -100,7 +134,8 @@ def finals(summary, metric: str, path: Path, title: str) -> None:
             if bad:
                 ax.annotate(f"{bad} failed/diverged", (xi, 0), rotation=90, fontsize=7,
                             ha="center", va="bottom", color="red")
-    ax.set_xticks(np.arange(len(points)), points, rotation=20, ha="right", fontsize=7)
+    ax.set_xticks(np.arange(len(points)), [short(p) for p in points], rotation=20, ha="right",
+                  fontsize=7)
     ax.set_ylabel(f"final {metric}")
     ax.set_title(title)
     ax.legend(title="backend", fontsize=7)

@@ -77,7 +77,7 @@ def test_flip_mirrors_about_half_along_the_last_axis(shape):
 def test_crop_matches_a_hand_computed_crop():
     n, pad = 50, 2
     x = np.arange(n * 1 * 6 * 5, dtype=np.float32).reshape(n, 1, 6, 5) + 1.0  # no zeros
-    out = crop(x, np.random.default_rng(3), pad=pad, fill=0.0)
+    out = crop(x, np.random.default_rng(3), pad=pad, border="constant", fill=0.0)
     offsets = np.random.default_rng(3).integers(0, 2 * pad + 1, size=(n, 2))  # same draws
     padded = np.zeros((n, 1, 6 + 2 * pad, 5 + 2 * pad), np.float32)
     padded[:, :, pad:-pad, pad:-pad] = x
@@ -93,13 +93,28 @@ def test_crop_matches_a_hand_computed_crop():
             assert out[0, 0, yy, xx] == want
 
 
+def test_crop_with_edge_border_repeats_the_nearest_value():
+    n, pad = 40, 2
+    x = batch((n, 2, 6, 5))
+    out = crop(x, np.random.default_rng(5), pad=pad, border="edge", fill=0.0)
+    offsets = np.random.default_rng(5).integers(0, 2 * pad + 1, size=(n, 2)) - pad
+    for i, (dy, dx) in enumerate(offsets):  # out[y, x] = x[clip(y + dy), clip(x + dx)]
+        rows = np.clip(np.arange(6) + dy, 0, 5)
+        cols = np.clip(np.arange(5) + dx, 0, 4)
+        np.testing.assert_array_equal(out[i], x[i][:, rows][:, :, cols])
+    background = np.full((3, 1, 8, 8), -0.8, np.float32)  # a normalised digit's background
+    background[:, :, 3:5, 3:5] = 2.0
+    shifted = crop(background, np.random.default_rng(0), pad=1, border="edge", fill=0.0)
+    assert set(np.unique(shifted)) == {np.float32(-0.8), np.float32(2.0)}  # no grey border
+
+
 def test_crop_on_1d_shifts_along_length_and_keeps_content():
     x = batch((200, 3, 40))
-    out = crop(x, np.random.default_rng(0), pad=4, fill=0.0)
+    out = crop(x, np.random.default_rng(0), pad=4, border="constant", fill=0.0)
     for i in range(len(x)):
         shifts = [s for s in range(-4, 5) if np.array_equal(out[i], _shift1d(x[i], s))]
         assert len(shifts) == 1  # all channels move together, by one shift in -4..4
-    np.testing.assert_array_equal(crop(x, np.random.default_rng(0), pad=0, fill=0.0), x)
+    np.testing.assert_array_equal(crop(x, np.random.default_rng(0), pad=0, border="edge", fill=0.0), x)
 
 
 def _shift1d(sample, s):  # (C, L) -> out[:, i] = sample[:, i + s], zero outside

@@ -48,6 +48,14 @@ def short(point: str) -> str:
     return point or "(no sweep)"
 
 
+def _drawable(values):
+    """NaN where a diverged trial's value is infinite or too big for an axis to hold."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v) & (np.abs(v) < 1e30), v, np.nan)
+
+
 def _plain_log_ticks(ax) -> None:
     """Log-axis ticks as 0.2, 0.5, 1, 2, 5 instead of 2x10^-1."""
     from matplotlib.ticker import FuncFormatter
@@ -87,7 +95,7 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
                 points.setdefault(row["point"], []).append(series)
         drawn = []
         for point, series in points.items():
-            steps, mean, low, high = mean_band(series)
+            steps, mean, low, high = (_drawable(a) for a in mean_band(series))
             bad = [s for s in status[point] if s != "finished"]
             label = f"{short(point)} (n={len(series)}" + (
                 f", {len(bad)} {'/'.join(sorted(set(bad)))}" if bad else "") + ")"

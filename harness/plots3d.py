@@ -5,12 +5,17 @@ picture is drawn, so importing this module costs nothing.
 
     slices(x, pred, target, "slices.png", "unet, seed 0")     # a grid of central slices
     surfaces(pred[0], target[0], "surfaces.png", "scene 0")  # predicted | true surface
+    slices(x, {"skips": p1, "no skips": p2}, target, ...)     # one column per model
+
+A prediction is an array, or a mapping from a label to an array to set several models'
+predictions of the same scenes side by side.
 
 Distances are in voxels, drawn with a diverging colour map centred on the surface (0).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +33,27 @@ def _volume(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def _predictions(pred) -> dict[str, np.ndarray]:
+    if isinstance(pred, Mapping):
+        return {name: np.asarray(p, dtype=np.float32) for name, p in pred.items()}
+    return {"prediction": np.asarray(pred, dtype=np.float32)}
+
+
+def _wrap(label: str, width: int = 22) -> str:
+    """'skips=False augment=rotate' -> two lines, so that a column title fits its panel."""
+    lines, line = [], ""
+    for word in label.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join([*lines, line])
+
+
 def slices(
     x: np.ndarray,
-    pred: np.ndarray,
+    pred: np.ndarray | Mapping[str, np.ndarray],
     target: np.ndarray,
     path: str | Path,
     title: str,
@@ -40,19 +63,21 @@ def slices(
 ) -> None:
     """A PNG grid of central slices (perpendicular to spatial `axis`) for the first n scenes.
 
-    x (N, C, D, H, W), the inputs (sdf: TSDF / trunc and the known mask); pred, target
-    (N, 1, D, H, W) in voxels. One row per scene; columns: each input channel, prediction,
-    target, each with a colour bar. Prediction and target share one symmetric colour scale.
+    x (N, C, D, H, W), the inputs (sdf: TSDF / trunc and the known mask); pred (or each of
+    its values), target (N, 1, D, H, W) in voxels. One row per scene; columns: each input
+    channel, each prediction, the target, each with a colour bar. Predictions and target
+    share one symmetric colour scale.
     """
     plt = _pyplot()
-    x, pred, target = (np.asarray(a, dtype=np.float32) for a in (x, pred, target))
+    preds = _predictions(pred)
+    x, target = (np.asarray(a, dtype=np.float32) for a in (x, target))
     rows = min(n, len(x))
     names = (
         ["input TSDF / trunc", "known mask"]
         if x.shape[1] == 2
         else [f"input channel {c}" for c in range(x.shape[1])]
     )
-    names += ["prediction", "target"]
+    names += [_wrap(name) for name in preds] + ["target"]
     mid = x.shape[2 + axis] // 2
     limit = float(max(np.abs(target[:rows]).max(), 1e-6))  # symmetric scale for the SDFs
 
@@ -60,7 +85,8 @@ def slices(
         rows, len(names), figsize=(2.6 * len(names), 2.4 * rows), squeeze=False
     )
     for r in range(rows):
-        panels = [x[r, c] for c in range(x.shape[1])] + [pred[r, 0], target[r, 0]]
+        panels = [x[r, c] for c in range(x.shape[1])]
+        panels += [p[r, 0] for p in preds.values()] + [target[r, 0]]
         for c, (ax, vol, name) in enumerate(zip(axes[r], panels, names)):
             img = np.take(vol, mid, axis=axis)  # (H, W) for axis 0
             is_sdf = c >= x.shape[1]
@@ -72,7 +98,7 @@ def slices(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(name, fontsize=9)
+                ax.set_title(name, fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"scene {r}", fontsize=8)
     fig.suptitle(f"{title} (slice {mid} of axis {axis}; SDF in voxels)", fontsize=10)
@@ -110,17 +136,21 @@ def _surface_panel(ax, volume: np.ndarray, name: str) -> None:
     ax.add_collection3d(mesh)
 
 
-def surfaces(pred: np.ndarray, target: np.ndarray, path: str | Path, title: str) -> None:
+def surfaces(
+    pred: np.ndarray | Mapping[str, np.ndarray], target: np.ndarray, path: str | Path, title: str
+) -> None:
     """Predicted and true surfaces (zero level sets) side by side, as one PNG.
 
-    pred, target: one scene's SDF (D, H, W), (1, D, H, W) or a batch, of which the first
-    scene is drawn. A prediction without a zero crossing gets an empty panel with a note.
+    pred (or each of its values), target: one scene's SDF (D, H, W), (1, D, H, W) or a
+    batch, of which the first scene is drawn. A prediction without a zero crossing gets an
+    empty panel with a note.
     """
     plt = _pyplot()
-    fig = plt.figure(figsize=(9, 4.5))
-    for i, (vol, name) in enumerate(((pred, "prediction"), (target, "target"))):
-        ax = fig.add_subplot(1, 2, i + 1, projection="3d")
-        _surface_panel(ax, _volume(vol), name)
+    panels = [*_predictions(pred).items(), ("target", target)]
+    fig = plt.figure(figsize=(4.5 * len(panels), 4.5))
+    for i, (name, vol) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1, projection="3d")
+        _surface_panel(ax, _volume(vol), _wrap(name, 30))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -135,23 +135,43 @@ def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:
         _sdf_pictures(trials, runs, tracker, out)
 
 
-def _sdf_pictures(trials, runs, tracker, out: Path, scenes: int = 3) -> None:
-    """Slices and surfaces of the first finished trial's predictions on validation scenes,
-    from its final parameters (the run's params.npz), predicted by the NumPy reference."""
+def _sdf_pictures(trials, runs, tracker, out: Path, scenes: int = 3, points: int = 4) -> None:
+    """Slices and surfaces of validation scenes as predicted by the first finished seed of
+    each sweep point (up to `points` of them, side by side), from each run's final
+    parameters (params.npz), predicted by the NumPy reference."""
+    from .plots import short
+    from .plots3d import slices, surfaces
+    from .train import dataset
+
+    first: dict[str, object] = {}
+    for t in sorted(trials, key=lambda t: t.seed):
+        done = t.hash in runs and runs[t.hash].info.status == "FINISHED"
+        if done and len(first) < points:
+            first.setdefault(t.point_label, t)
+    if not first:
+        return
+    preds = {short(label): _predict(t, runs[t.hash], tracker, scenes)
+             for label, t in first.items()}
+    t = next(iter(first.values()))
+    data = dataset(t.config["task"], t.seed)
+    x, y = data.x_val[:scenes], data.y_val[:scenes]
+    seeds = sorted({t.seed for t in first.values()})
+    slices(x, preds, y, out / "slices.png", f"{out.name}: validation scenes, seed {seeds[0]}")
+    surfaces({k: v[0] for k, v in preds.items()}, y[0], out / "surfaces.png",
+             f"{out.name}: predicted and true surface of validation scene 0")
+
+
+def _predict(t, run, tracker, scenes: int) -> np.ndarray:
+    """The trial's predictions of the first validation scenes, (scenes, 1, D, H, W)."""
     import tempfile
 
     import backends
     from backends.optim import OptimizerSpec
 
-    from .plots3d import slices, surfaces
     from .train import dataset, model_for
 
-    done = [t for t in trials if t.hash in runs and runs[t.hash].info.status == "FINISHED"]
-    if not done:
-        return
-    t = done[0]
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(runs[t.hash].info.run_id, "params.npz", tmp)
+        path = tracker.client.download_artifacts(run.info.run_id, "params.npz", tmp)
         arrays = dict(np.load(path))
     data = dataset(t.config["task"], t.seed)
     spec = model_for(t, data)
@@ -159,10 +179,7 @@ def _sdf_pictures(trials, runs, tracker, out: Path, scenes: int = 3) -> None:
     trainer = backends.load("numpy").build(
         spec, {k: arrays[k] for k in shapes}, {k: arrays[k] for k in buffer_shapes},
         OptimizerSpec(name="sgd", lr=1.0))
-    x, y = data.x_val[:scenes], data.y_val[:scenes]
-    pred = trainer.forward(x)
-    slices(x, pred, y, out / "slices.png", f"{t.label}: input, prediction, target")
-    surfaces(pred[0], y[0], out / "surfaces.png", f"{t.label}: predicted and true surface")
+    return trainer.forward(data.x_val[:scenes])
 
 
 def mean_band(series: list[list[tuple[int, float]]]):

@@ -386,3 +386,22 @@ def test_pictures_are_written(tmp_path, sdf_split):
     for name in ("slices.png", "surfaces.png", "empty.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_pictures_set_several_models_side_by_side(tmp_path, sdf_split):
+    import matplotlib.image
+
+    from harness import plots3d
+
+    _, _, _, split = sdf_split
+    x, y = split["x"][:2], split["y"][:2]
+    pred = sdf_task.trivial_baseline(x, TRUNC)
+    plots3d.slices(x, pred, y, tmp_path / "one.png", "one")
+    plots3d.slices(x, {"skips=True augment=none": pred, "skips=False": y}, y,
+                   tmp_path / "two.png", "two")
+    plots3d.surfaces({"a": y[0], "b": y[0]}, y[0], tmp_path / "three.png", "three")
+    one, two, three = (matplotlib.image.imread(tmp_path / f"{n}.png")
+                       for n in ("one", "two", "three"))
+    assert one.shape[0] == two.shape[0] and two.shape[1] > one.shape[1]  # a column more
+    assert three.shape[1] > 1.4 * three.shape[0]  # three surfaces in a row
+    assert plots3d._wrap("skips=True augment=rotate", 12) == "skips=True\naugment=rotate"

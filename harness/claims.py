@@ -155,6 +155,9 @@ def _compare(claim, rows: list[dict]) -> list[Verdict]:
     """A better/than claim, judged on each backend and device unless it names them."""
     named = any(k in ("backend", "device") for k in (*claim.better, *claim.than))
     groups = [None] if named else sorted({(r["backend"], r["device"]) for r in rows})
+    if not rows:  # every trial missing, failed or killed: nothing to judge, and it says so
+        return [Verdict(describe(claim), "all", "INCONCLUSIVE", [], [], claim.by_at_least,
+                        None, "no finished or diverged trial")]
     higher = higher_is_better(claim.metric, claim.higher_is_better)
     verdicts = []
     for group in groups:

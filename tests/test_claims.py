@@ -99,3 +99,13 @@ def test_a_constant_side_is_tested_without_warnings_and_diverged_seeds_are_count
     assert verdict == "PASS" and p == pytest.approx(want, rel=1e-9)
     assert _ms([0.5, -math.inf, 0.6]) == "0.55 ± 0.071 (n=3, 1 diverged)"
     assert _ms([-math.inf] * 3) == "diverged (n=3)"
+
+
+def test_a_claim_without_usable_trials_is_inconclusive_and_listed():
+    claim = Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": "sgd"},
+                  metric="val/accuracy")
+    rows = [{"status": "missing", "backend": "torch", "device": "cpu",
+             "optimizer.name": name} for name in ("adam", "sgd")]
+    (verdict,) = evaluate_claims([claim], rows)
+    assert verdict.verdict == "INCONCLUSIVE" and "no finished" in verdict.note
+    assert "| none | none |" in verdict.row()

@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--epochs", type=int, default=150,
-                   help="epochs per trial; the default makes a trial ~10 s of compute")
+                   help="epochs per trial; the default makes a trial about 5 s of compute")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -115,12 +115,13 @@ def crop(
     x: np.ndarray, rng: np.random.Generator, *, pad: int, border: str, fill: float
 ) -> np.ndarray:
     """Pad every spatial axis by `pad`, crop back at a random offset (torchvision's
-    RandomCrop(padding=pad)). (N, C, *S) -> (N, C, *S).
+    RandomCrop(size, padding=pad, padding_mode="edge")). (N, C, *S) -> (N, C, *S).
 
     Sample n is shifted by s = offset - pad in -pad..pad along each spatial axis:
     out[n, c, i] = x[n, c, i + s] where i + s is inside; outside, the nearest border value
     (`border: edge`, the default) or `fill` (`border: constant`). Inputs are normalised, so
     a constant 0 is the mean grey, not the background: edge keeps a digit's background.
+    `fill` is read only with `border: constant`.
     """
     x = _batch(x)
     n, spatial = len(x), x.shape[2:]

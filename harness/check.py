@@ -371,7 +371,7 @@ def check(args) -> int:
         return _refuse([ConfigError("--backend", "backends", f"{', '.join(unknown)} is not "
                                     f"among the file's backends ({', '.join(exp.backends)})")])
     trials = _select(trials, args)
-    errors = preflight(str(args.file), trials)
+    errors = preflight(str(args.file), trials, exp.sweep)
     if errors:
         return _refuse(errors)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 LOWER_IS_BETTER = ("loss", "mae", "step_ms", "gap")
+USABLE = ("finished", "diverged")  # the statuses whose metrics a claim is judged on
 
 
 def higher_is_better(metric: str, override: bool | None) -> bool:
@@ -53,16 +54,18 @@ class Verdict:
 
 
 def _ms(values) -> str:
-    """'mean ± std (n=k)', over the seeds that did not diverge; diverged ones are counted."""
+    """'mean ± std (n=k)' over the seeds with a finite value; diverged (inf) and missing
+    (NaN) seeds are counted: '0.55 ± 0.071 (n=3, 1 diverged)', 'diverged (n=3)'."""
     if not values:
         return "none"
     v = np.asarray(values, dtype=float)
     finite = v[np.isfinite(v)]
-    diverged = f", {len(v) - len(finite)} diverged" if len(finite) < len(v) else ""
+    counts = {"diverged": int(np.isinf(v).sum()), "missing": int(np.isnan(v).sum())}
+    bad = [f"{n} {what}" for what, n in counts.items() if n]
     if not len(finite):
-        return f"diverged (n={len(v)})"
+        return f"{' and '.join(what for what, n in counts.items() if n)} (n={len(v)})"
     std = finite.std(ddof=1) if len(finite) > 1 else 0.0
-    return f"{finite.mean():.4g} ± {std:.2g} (n={len(v)}{diverged})"
+    return f"{finite.mean():.4g} ± {std:.2g} (n={', '.join([str(len(v)), *bad])})"
 
 
 def judge(better: list[float], than: list[float], margin: float, higher: bool, test: str,
@@ -87,8 +90,10 @@ def judge(better: list[float], than: list[float], margin: float, higher: bool, t
         verdict = "PASS" if diff > 0 else "FAIL" if diff < 0 else "INCONCLUSIVE"
         return verdict, None, "no spread over seeds"
     if test == "welch":
-        with warnings.catch_warnings():  # one side constant (chance level): scipy warns of
-            warnings.simplefilter("ignore", RuntimeWarning)  # precision, the test is sound
+        # One side constant (a net at chance level on every seed): scipy warns of precision
+        # loss, but Welch's test is then the one-sample t-test of the other side, and sound.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
             p_up = stats.ttest_ind(a - margin, b, equal_var=False, alternative="greater").pvalue
             p_down = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
         if p_up < alpha:
@@ -142,11 +147,12 @@ def describe(claim) -> str:
 
 
 def evaluate_claims(claims, rows: list[dict]) -> list[Verdict]:
-    """Judge every claim on the finished trials' rows (dicts as in trials.csv)."""
-    usable = [r for r in rows if r.get("status") in ("finished", "diverged")]
+    """Judge every claim on the trials' rows (dicts as in trials.csv). Finished and diverged
+    trials are judged; a failed, killed or missing one counts as a missing value, so that a
+    backend whose trials all failed still gets its (INCONCLUSIVE) line."""
     verdicts = []
     for claim in claims:
-        scope = [r for r in usable if matches(claim.where, r)]
+        scope = [r for r in rows if matches(claim.where, r)]
         verdicts += [_agree(claim, scope)] if claim.agree else _compare(claim, scope)
     return verdicts
 
@@ -155,16 +161,17 @@ def _compare(claim, rows: list[dict]) -> list[Verdict]:
     """A better/than claim, judged on each backend and device unless it names them."""
     named = any(k in ("backend", "device") for k in (*claim.better, *claim.than))
     groups = [None] if named else sorted({(r["backend"], r["device"]) for r in rows})
-    if not rows:  # every trial missing, failed or killed: nothing to judge, and it says so
-        return [Verdict(describe(claim), "all", "INCONCLUSIVE", [], [], claim.by_at_least,
-                        None, "no finished or diverged trial")]
     higher = higher_is_better(claim.metric, claim.higher_is_better)
     verdicts = []
-    for group in groups:
-        scope = [r for r in rows if group is None or (r["backend"], r["device"]) == group]
+    for group in groups or [None]:
+        scope = [r for r in rows if (group is None or (r["backend"], r["device"]) == group)
+                 and r.get("status") in USABLE]
         a = [_value(r, claim.metric, higher) for r in scope if matches(claim.better, r)]
         b = [_value(r, claim.metric, higher) for r in scope if matches(claim.than, r)]
-        verdict, p, note = judge(a, b, claim.by_at_least, higher, claim.test, claim.alpha)
+        if not scope:  # every trial here missing, failed or killed: nothing to judge
+            verdict, p, note = "INCONCLUSIVE", None, "no finished or diverged trial"
+        else:
+            verdict, p, note = judge(a, b, claim.by_at_least, higher, claim.test, claim.alpha)
         verdicts.append(Verdict(describe(claim), "/".join(group) if group else "all", verdict,
                                 a, b, claim.by_at_least, p, note))
     return verdicts
@@ -175,6 +182,8 @@ def _value(row: dict, metric: str, higher: bool = True) -> float:
     logged before its loss blew up."""
     if row.get("status") == "diverged":
         return -math.inf if higher else math.inf
+    if row.get("status") not in USABLE:
+        return float("nan")
     value = row.get(metric, "")
     return float("nan") if value in ("", None) else float(value)
 
@@ -187,21 +196,32 @@ def _agree(claim, rows: list[dict]) -> Verdict:
     groups: dict = {}
     for r in rows:
         groups.setdefault(key(r), []).append(_value(r, claim.metric))
-    worst, values = 0.0, []
+    worst, values, missing, split = 0.0, [], 0, 0
     for vals in groups.values():
-        v = np.asarray(vals)
+        v = np.asarray(vals, dtype=float)
         if len(v) < 2:
             continue
         values.append(v.tolist())
-        ref = np.abs(v).max() or 1.0
-        worst = max(worst, float((v.max() - v.min()) / ref))
+        if np.isnan(v).any():  # a failed, killed or missing sibling: cannot say
+            missing += 1
+        elif np.isinf(v).any():  # diverged on some values of the axis and not on others
+            split += not np.isinf(v).all()
+        else:
+            ref = np.abs(v).max() or 1.0
+            worst = max(worst, float((v.max() - v.min()) / ref))
     if not values:
         return Verdict(describe(claim), "all", "INCONCLUSIVE", [], [], claim.within, None,
                        f"no configuration ran on two values of {axis}")
-    verdict = "PASS" if worst <= claim.within else "FAIL"
+    note = f"largest relative spread {worst:.2g} over {len(values)} configurations"
+    if split:
+        verdict, note = "FAIL", f"diverged on some values of {axis} only, in {split} of " \
+                                f"{len(values)} configurations"
+    elif missing:
+        verdict, note = "INCONCLUSIVE", f"{note}; {missing} with a failed or missing trial"
+    else:
+        verdict = "PASS" if worst <= claim.within else "FAIL"
     flat = [x for v in values for x in v]
-    return Verdict(describe(claim), "all", verdict, flat, [], claim.within, None,
-                   f"largest relative spread {worst:.2g} over {len(values)} configurations")
+    return Verdict(describe(claim), "all", verdict, flat, [], claim.within, None, note)
 
 
 def write_markdown(verdicts: list[Verdict], path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -37,15 +38,13 @@ def _backends(rows) -> list[str]:
     return list(dict.fromkeys(r["backend"] for r in rows))
 
 
-PREFIXES = ("model.", "optimizer.", "train.", "task.")
+PREFIXES = ("model", "optimizer", "train", "task")
 
 
 def short(point: str) -> str:
     """A sweep point as a legend reads it: 'model.init=he optimizer.lr=0.1' -> 'init=he
     lr=0.1' (the section names add nothing once the axis is named)."""
-    for prefix in PREFIXES:
-        point = point.replace(prefix, "")
-    return point or "(no sweep)"
+    return re.sub(rf"(^|\s)({'|'.join(PREFIXES)})\.", r"\1", point) or "(no sweep)"
 
 
 def _drawable(values):
@@ -75,14 +74,21 @@ def _loss_top(lines: list[tuple[list, bool]]) -> float | None:
 def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
            title: str) -> None:
     """One panel per backend; one line per sweep point: the mean over seeds, with a band of
-    one standard deviation. Failed and diverged trials are counted in the legend."""
+    one standard deviation. One legend for all panels (a point keeps its colour on every
+    backend); failed and diverged trials are counted in it, per backend, and dotted."""
+    from matplotlib.lines import Line2D
+
     from .report import mean_band
 
     plt = _pyplot()
     backends = _backends(rows)
     fig, axes = plt.subplots(1, len(backends), figsize=(4.5 * len(backends) + 3.5, 3.8),
                              squeeze=False, sharey=True, layout="constrained")
-    colour = {p: f"C{i % 10}" for i, p in enumerate(dict.fromkeys(r["point"] for r in rows))}
+    order = list(dict.fromkeys(r["point"] for r in rows))
+    colour = {p: f"C{i % 10}" for i, p in enumerate(order)}
+    seeds: dict[str, int] = {}  # point -> the most seeds drawn on any backend
+    bad: dict[str, list[str]] = {}  # point -> ['numpy: 3 diverged', ...]
+    drawn = []  # (mean, finished) of every line on every panel: the shared axis's limits
     for ax, backend in zip(axes[0], backends):
         points: dict[str, list] = {}
         status: dict[str, list] = {}
@@ -93,29 +99,33 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
             series = hist.get(row["hash"], {}).get(key)
             if series:
                 points.setdefault(row["point"], []).append(series)
-        drawn = []
         for point, series in points.items():
             steps, mean, low, high = (_drawable(a) for a in mean_band(series))
-            bad = [s for s in status[point] if s != "finished"]
-            label = f"{short(point)} (n={len(series)}" + (
-                f", {len(bad)} {'/'.join(sorted(set(bad)))}" if bad else "") + ")"
-            ax.plot(steps, mean, label=label, color=colour[point], linestyle=":" if bad else "-")
+            failed = [s for s in status[point] if s != "finished"]
+            seeds[point] = max(seeds.get(point, 0), len(series))
+            for what in sorted(set(failed)):
+                bad.setdefault(point, []).append(f"{backend}: {failed.count(what)} {what}")
+            ax.plot(steps, mean, color=colour[point], linestyle=":" if failed else "-")
             ax.fill_between(steps, low, high, color=colour[point], alpha=0.2)
-            drawn.append((list(mean), not bad))
+            drawn.append((list(mean), not failed))
         ax.set_title(f"{backend}", fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel(key)
-        if "loss" in key:
-            ax.set_yscale("log")
-            top = _loss_top(drawn)
-            if top is not None and top < ax.get_ylim()[1]:
-                ax.set_ylim(top=top)
-            _plain_log_ticks(ax)
         if not points:
             ax.text(0.5, 0.5, "no finished trial", ha="center", transform=ax.transAxes)
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    if handles:  # one legend, right of the panels, for every backend (same points, colours)
-        fig.legend(handles, labels, fontsize=7, loc="outside right upper")
+    if "loss" in key:  # once, after every panel is drawn: the y axis is shared
+        ax = axes[0][0]
+        ax.set_yscale("log")
+        top = _loss_top(drawn)
+        if top is not None and top < ax.get_ylim()[1]:
+            ax.set_ylim(top=top)
+        _plain_log_ticks(ax)
+    handles = [Line2D([], [], color=colour[p], linestyle=":" if p in bad else "-")
+               for p in order if p in seeds]
+    labels = [f"{short(p)} (n={seeds[p]}" + "".join(f"; {b}" for b in bad.get(p, [])) + ")"
+              for p in order if p in seeds]
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="outside right center")
     fig.suptitle(title)
     fig.savefig(path, dpi=100)
     plt.close(fig)

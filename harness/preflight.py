@@ -12,7 +12,9 @@ from .config import Trial
 from .validate import ConfigError
 
 
-def preflight(source: str, trials: list[Trial]) -> list[ConfigError]:
+def preflight(source: str, trials: list[Trial], sweep: dict | None = None) -> list[ConfigError]:
+    """Every problem with the trials that reading the file could not see; sweep: the
+    file's `sweep:` block, to name a swept value's key path (sweep.augment[1][0])."""
     import backends
 
     errors: list[ConfigError] = []
@@ -40,11 +42,11 @@ def preflight(source: str, trials: list[Trial]) -> list[ConfigError]:
         key = json.dumps({k: t.config.get(k) for k in ("task", "augment")}, sort_keys=True)
         if t.config.get("augment") and key not in seen_augment:
             seen_augment.add(key)
-            errors += _check_augment(source, t)
+            errors += _check_augment(source, t, (sweep or {}).get("augment", []))
     return errors
 
 
-def _check_augment(source: str, t: Trial) -> list[ConfigError]:
+def _check_augment(source: str, t: Trial, swept: list) -> list[ConfigError]:
     """Ops that cannot take the task's inputs, e.g. `rotate` (3D) on a 2D task."""
     from .augment import check_augmentations
     from .train import dataset
@@ -53,12 +55,14 @@ def _check_augment(source: str, t: Trial) -> list[ConfigError]:
         shape = dataset(t.config["task"], t.seed).input_shape
     except Exception:  # noqa: BLE001 -- _check_model has reported the task already
         return []
-    at = f" (at sweep point {t.point_label})" if t.point else ""
+    prefix = "augment"  # where the list is written: at the top, or as a value of the sweep
+    if "augment" in t.point and t.point["augment"] in swept:
+        prefix = f"sweep.augment[{swept.index(t.point['augment'])}]"
     errors = []
     for problem in check_augmentations(t.config["augment"], input_shape=shape):
         where, _, message = problem.partition(": ")
-        errors.append(ConfigError(source, where, f"{message} of task {t.config['task']['name']}"
-                                                 f"{at}"))
+        errors.append(ConfigError(source, prefix + where.removeprefix("augment"),
+                                  f"{message} of task {t.config['task']['name']}"))
     return errors
 
 

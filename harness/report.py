@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import Trial
 from .results import TrialsTable
 
 STATUSES = ("finished", "diverged", "failed", "killed", "missing")
@@ -136,29 +137,33 @@ def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:
 
 
 def _sdf_pictures(trials, runs, tracker, out: Path, scenes: int = 3, points: int = 4) -> None:
-    """Slices and surfaces of validation scenes as predicted by the first finished seed of
-    each sweep point (up to `points` of them, side by side), from each run's final
-    parameters (params.npz), predicted by the NumPy reference."""
+    """Slices and surfaces of validation scenes as each sweep point's trial predicts them
+    (up to `points` of them, side by side), from each run's final parameters (params.npz),
+    predicted by the NumPy reference. One seed for all, the one finished at the most
+    points: the validation scenes depend on the seed."""
     from .plots import short
     from .plots3d import slices, surfaces
     from .train import dataset
 
-    first: dict[str, object] = {}
-    for t in sorted(trials, key=lambda t: t.seed):
-        done = t.hash in runs and runs[t.hash].info.status == "FINISHED"
-        if done and len(first) < points:
-            first.setdefault(t.point_label, t)
-    if not first:
+    done = [t for t in trials if t.hash in runs and runs[t.hash].info.status == "FINISHED"]
+    if not done:
         return
-    preds = {short(label): _predict(t, runs[t.hash], tracker, scenes)
-             for label, t in first.items()}
-    t = next(iter(first.values()))
-    data = dataset(t.config["task"], t.seed)
+    seeds = sorted({t.seed for t in done})
+    seed = max(seeds, key=lambda s: (len({t.point_label for t in done if t.seed == s}), -s))
+    chosen: dict[str, Trial] = {}
+    for t in done:
+        if t.seed == seed and len(chosen) < points:
+            chosen.setdefault(t.point_label, t)
+    preds = {}
+    for label, t in chosen.items():  # short labels, unless two of them collide
+        name = short(label) if short(label) not in preds else label
+        preds[name] = _predict(t, runs[t.hash], tracker, scenes)
+    t = next(iter(chosen.values()))
+    data = dataset(t.config["task"], seed)
     x, y = data.x_val[:scenes], data.y_val[:scenes]
-    seeds = sorted({t.seed for t in first.values()})
-    slices(x, preds, y, out / "slices.png", f"{out.name}: validation scenes, seed {seeds[0]}")
+    slices(x, preds, y, out / "slices.png", f"{out.name}: validation scenes, seed {seed}")
     surfaces({k: v[0] for k, v in preds.items()}, y[0], out / "surfaces.png",
-             f"{out.name}: predicted and true surface of validation scene 0")
+             f"{out.name}: predicted and true surface of validation scene 0, seed {seed}")
 
 
 def _predict(t, run, tracker, scenes: int) -> np.ndarray:

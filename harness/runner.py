@@ -107,7 +107,7 @@ def run(args) -> int:
         exp, trials = config.load(args.file, args.set or [])
     except ConfigErrors as exc:
         return _refuse(exc.errors)
-    errors = preflight(str(args.file), trials)
+    errors = preflight(str(args.file), trials, exp.sweep)
     if errors:
         return _refuse(errors)
     if args.dry_run:

@@ -109,3 +109,25 @@ def test_a_claim_without_usable_trials_is_inconclusive_and_listed():
     (verdict,) = evaluate_claims([claim], rows)
     assert verdict.verdict == "INCONCLUSIVE" and "no finished" in verdict.note
     assert "| none | none |" in verdict.row()
+
+
+def test_agree_fails_when_one_backend_diverges_and_cannot_pass_a_failed_one():
+    claim = Claim(agree="backend", within=1e-6, metric="val/accuracy")
+    data = rows({"adam": [0.9, 0.9]}) + rows({"adam": [0.9, 0.9]}, backend="torch")
+    data[-1]["status"] = "diverged"  # torch blew up on seed 1, numpy did not
+    (verdict,) = evaluate_claims([claim], data)
+    assert verdict.verdict == "FAIL" and "diverged on some values of backend" in verdict.note
+    data[-1]["status"] = "failed"
+    (verdict,) = evaluate_claims([claim], data)
+    assert verdict.verdict == "INCONCLUSIVE" and "failed or missing" in verdict.note
+
+
+def test_a_backend_whose_trials_all_failed_keeps_its_line():
+    data = rows({"adam": [0.95, 0.96, 0.94], "sgd": [0.80, 0.82, 0.79]})
+    data += rows({"adam": [0.9, 0.9, 0.9], "sgd": [0.8, 0.8, 0.8]}, backend="jax")
+    for r in data[6:]:
+        r["status"] = "failed"
+    claim = Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": "sgd"})
+    verdicts = {v.group: (v.verdict, v.note) for v in evaluate_claims([claim], data)}
+    assert verdicts["numpy/cpu"][0] == "PASS"
+    assert verdicts["jax/cpu"] == ("INCONCLUSIVE", "no finished or diverged trial")

@@ -100,8 +100,8 @@ def test_3d_augmentation_on_a_2d_task_is_refused_before_running(tmp_path):
     f.write_text(GOOD + "sweep:\n  augment: [[], [flip, rotate], [jitter]]\n")
     proc = _run(f, tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert "augment[1]: 'rotate' needs inputs with 3 spatial axes" in proc.stderr
-    assert "augment[0]: 'jitter' needs inputs with 3 spatial axes" in proc.stderr
+    assert "sweep.augment[1][1]: 'rotate' needs inputs with 3 spatial axes" in proc.stderr
+    assert "sweep.augment[2][0]: 'jitter' needs inputs with 3 spatial axes" in proc.stderr
     assert "(1, 8, 8) of task digits" in proc.stderr and "2 errors" in proc.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / "results").exists()
 

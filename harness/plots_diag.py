@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from .diagnostics import QUANTITIES, parse
-from .plots import _pyplot
+from .plots import _pyplot, short
 
 LOG_SCALE = ("act_std", "grad_norm", "update_ratio")
 
@@ -84,7 +84,7 @@ def draw(points: list[tuple[object, dict]], out: Path, title: str) -> list[Path]
             if q in LOG_SCALE and layers:
                 ax.set_yscale("log")
             if i == 0:
-                ax.set_title(f"{trial.point_label}\n{trial.backend}, seed {trial.seed}",
+                ax.set_title(f"{short(trial.point_label)}\n{trial.backend}, seed {trial.seed}",
                              fontsize=8)
             if j == 0:
                 ax.set_ylabel(q)
@@ -110,7 +110,7 @@ def draw(points: list[tuple[object, dict]], out: Path, title: str) -> list[Path]
                 values = [series[(layer, q)][at][1] for layer in layers]
                 step = series[(layers[0], q)][at][0]
                 (line,) = ax.plot(range(len(layers)), values, style, ms=3, lw=1, color=color,
-                                  label=f"{trial.point_label} (step {step})")
+                                  label=f"{short(trial.point_label)} (step {step})")
                 color = line.get_color()
             ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=5)
         if q in LOG_SCALE:

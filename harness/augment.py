@@ -124,8 +124,15 @@ def crop(
     `fill` is read only with `border: constant`.
     """
     x = _batch(x)
+    offsets = rng.integers(0, 2 * pad + 1, size=(len(x), x.ndim - 2))  # (N, n_spatial)
+    return translate(x, offsets - pad, pad, border, fill)
+
+
+def translate(x: np.ndarray, shifts: np.ndarray, pad: int, border: str, fill: float) -> np.ndarray:
+    """out[n, c, i] = x[n, c, i + shifts[n]], each shift in -pad..pad per spatial axis; where
+    i + s falls outside, the nearest border value (border "edge") or `fill` ("constant").
+    x (N, C, *S), shifts (N, len(S)) int -> (N, C, *S). Shared by crop and 3D jitter."""
     n, spatial = len(x), x.shape[2:]
-    offsets = rng.integers(0, 2 * pad + 1, size=(n, len(spatial)))  # (N, n_spatial)
     width = [(0, 0), (0, 0)] + [(pad, pad)] * len(spatial)
     if border == "edge":
         out = np.pad(x, width, mode="edge")
@@ -135,7 +142,7 @@ def crop(
         axis = 2 + d
         shape = [1] * x.ndim
         shape[0], shape[axis] = n, size
-        idx = (offsets[:, d, None] + np.arange(size)).reshape(shape)  # (N, 1, .., S_d, .., 1)
+        idx = (pad + shifts[:, d, None] + np.arange(size)).reshape(shape)  # (N, 1, .., S_d, ..)
         out = np.take_along_axis(out, idx, axis=axis)  # this axis back to S_d
     return out
 

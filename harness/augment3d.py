@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.augment import AUGMENTATIONS, Spec, augmentation, resolve_augmentations
+from harness.augment import AUGMENTATIONS, Spec, augmentation, resolve_augmentations, translate
 
 # Ops that move voxels (or pixels): a dense target must move with them. flip and crop are
 # harness.augment's 2D-and-up ops.
@@ -170,20 +170,8 @@ def jitter(
     """Translate each sample by s ~ U{-shift..shift}^3 voxels: out[n, c, i] = x[n, c, i - s],
     with the border repeated or `fill` where i - s falls outside. (N, C, D, H, W) -> same."""
     x = _check(x, border)
-    n, spatial = len(x), x.shape[2:]
-    s = rng.integers(-shift, shift + 1, size=(n, 3))  # (N, 3)
-    width = [(0, 0), (0, 0)] + [(shift, shift)] * 3
-    if border == "edge":
-        out = np.pad(x, width, mode="edge")
-    else:
-        out = np.pad(x, width, mode="constant", constant_values=fill)
-    for d, size in enumerate(spatial):
-        axis = 2 + d
-        shape = [1] * 5
-        shape[0], shape[axis] = n, size
-        idx = (shift - s[:, d, None] + np.arange(size)).reshape(shape)  # (N, 1, .., S_d, .., 1)
-        out = np.take_along_axis(out, idx, axis=axis)  # this axis back to S_d
-    return out
+    s = rng.integers(-shift, shift + 1, size=(len(x), 3))  # (N, 3)
+    return translate(x, -s, shift, border, fill)
 
 
 def augment_pair(

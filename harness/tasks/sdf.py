@@ -36,8 +36,9 @@ voxels) and, from `extra_metrics`, val/mae_unknown (unknown voxels only) and val
 of the surface band |sdf| < 1 voxel, per scene, averaged).
 
 The trial seed drives generation (as in mario), with independent child streams per split.
-Ray casting costs seconds (about 6 s for the default 640 scenes of 16^3 on two cores), so a
-load is cached as .npz in the cache directory, keyed by VERSION, options and seed.
+Ray casting costs seconds (6.7-7.2 s for 1000 scenes of 16^3 on this idle 2-core machine,
+`python -m benchmarks.generators`), so a load is cached as .npz in the cache directory,
+keyed by VERSION, options and seed.
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
                           "processes; ray: a Ray task per trial")
     run.add_argument("--workers", type=int, metavar="N",
                      help="pool workers (default: the number of cores)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="BLAS and torch threads per trial, local and pool (default: local "
+                          "leaves the libraries' own; pool: cores // workers)")
     run.add_argument("--address", metavar="ADDR",
                      help="the Ray cluster to use (default: start a local one)")
     rep = sub.add_parser("report", help="tables, plots and claim verdicts, from MLflow alone",
@@ -78,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for option in ("workers", "limit", "batch", "samples", "steps"):
+    for option in ("workers", "threads", "limit", "batch", "samples", "steps"):
         if getattr(args, option, None) is not None and getattr(args, option) < 1:
             print(f"--{option}: expected an integer >= 1", file=sys.stderr)
             return 2

@@ -9,8 +9,10 @@ marked KILLED, never left RUNNING, and a re-run fills the gap.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -64,8 +66,6 @@ def threads_in_use() -> dict[str, str]:
                                                default=0))
     except ImportError:
         pass
-    import sys
-
     if "torch" in sys.modules:
         tags["harness.threads.torch"] = str(sys.modules["torch"].get_num_threads())
     return tags
@@ -90,9 +90,48 @@ def logged_trial(tracker, parent: str, trial: Trial, progress=None) -> Done:
     return Done(trial, outcome, run_id, wall)
 
 
-def run_local(tracker, parent: str, todo: list[Trial], on_done, progress) -> None:
-    for trial in todo:
-        on_done(logged_trial(tracker, parent, trial, progress))
+def run_local(tracker, parent: str, todo: list[Trial], on_done, progress,
+              threads: int | None = None) -> None:
+    """In the driver, one after another; with `threads`, BLAS and torch pinned to that many
+    (without, the libraries' defaults: on a busy machine their spinning threads can make a
+    small model ten times slower)."""
+    with pinned_threads(threads):
+        for trial in todo:
+            on_done(logged_trial(tracker, parent, trial, progress))
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None):
+    """BLAS (loaded: threadpoolctl; not yet loaded: the environment) and torch (imported:
+    set_num_threads; not yet: OMP_NUM_THREADS, read at its import) to `threads`, restored
+    after. None: nothing changes."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    torch_before = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    os.environ.update({k: str(threads) for k in THREAD_VARS})
+    if torch_before is not None:
+        sys.modules["torch"].set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        _restore(saved)
+        if "torch" in sys.modules:  # imported inside: back to its default of one per core
+            from .runner import cores
+
+            sys.modules["torch"].set_num_threads(torch_before or cores())
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 # ----------------------------------------------------------------------------- remote work
@@ -159,14 +198,16 @@ def _init_worker(threads: int) -> None:
         pass
 
 
-def run_pool(tracker, parent: str, todo: list[Trial], on_done, workers: int) -> None:
-    """N spawned workers; threads per worker so that workers x threads <= cores."""
+def run_pool(tracker, parent: str, todo: list[Trial], on_done, workers: int,
+             threads: int | None = None) -> None:
+    """N spawned workers; threads per worker so that workers x threads <= cores, unless
+    `threads` says otherwise."""
     import tempfile
 
     from .runner import cores
 
     workers = max(1, min(workers, len(todo)))
-    threads = max(1, cores() // workers)
+    threads = threads or max(1, cores() // workers)
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
     os.environ.update({k: str(threads) for k in THREAD_VARS})  # inherited by the spawn
     queue = list(todo)
@@ -175,11 +216,7 @@ def run_pool(tracker, parent: str, todo: list[Trial], on_done, workers: int) -> 
             while queue:  # a pool breaks when a worker dies: start another for the rest
                 queue = _pool_round(tracker, parent, queue, on_done, workers, threads, started)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(saved)
 
 
 def _pool_round(tracker, parent, queue, on_done, workers, threads, started) -> list[Trial]:

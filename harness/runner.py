@@ -181,9 +181,11 @@ def execute(args, tracker, parent: str, todo: list[Trial], on_done, progress) ->
     if args.executor == "ray":
         executors.run_ray(tracker, parent, todo, on_done, args.address)
     elif args.executor == "pool" and len(todo) > 1:
-        executors.run_pool(tracker, parent, todo, on_done, args.workers or cores())
+        executors.run_pool(tracker, parent, todo, on_done, args.workers or cores(),
+                           getattr(args, "threads", None))
     else:
-        executors.run_local(tracker, parent, todo, on_done, progress)
+        executors.run_local(tracker, parent, todo, on_done, progress,
+                            getattr(args, "threads", None))
 
 
 def _refuse(errors) -> int:

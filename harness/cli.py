@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "fraction", None) is not None and not 0 < args.fraction < 1:
         print("--fraction: expected a number in (0, 1)", file=sys.stderr)
         return 2
+    if getattr(args, "threads", None) is not None and args.executor == "ray":
+        print("--threads: applies to --executor local and pool; a Ray task runs with "
+              "OMP_NUM_THREADS set to its CPUs (one per trial)", file=sys.stderr)
+        return 2
     if args.command == "run":
         from .runner import run
 

@@ -83,3 +83,10 @@ def test_threads_below_one_is_refused(tmp_path, value):
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "x.yaml", "--threads", value],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "--threads: expected an integer >= 1" in proc.stderr
+
+
+def test_threads_with_ray_is_refused_with_the_reason(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "x.yaml", "--executor",
+                           "ray", "--threads", "2"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    assert proc.returncode == 2 and "applies to --executor local and pool" in proc.stderr

@@ -64,11 +64,16 @@ def _plain_log_ticks(ax) -> None:
                                                if f"{v:.0e}"[0] in "25" else ""))
 
 
-def _loss_top(lines: list[tuple[list, bool]]) -> float | None:
-    """A log-scale loss axis's top: 3x the highest starting loss among the lines that did
-    not diverge, so that one blown-up trial does not flatten every other curve."""
+def _loss_limits(lines: list[tuple[list, bool]]) -> tuple[float | None, float | None]:
+    """A log-scale loss axis's (bottom, top). Top: 3x the highest starting loss among the
+    lines that did not diverge, so that one blown-up trial does not flatten every other
+    curve. Bottom: half the lowest mean, so that a band of mean - std that reaches zero
+    (one seed far below the others) does not stretch the axis down by decades."""
+    import numpy as np
+
     starts = [mean[0] for mean, ok in lines if ok and len(mean)]
-    return 3 * max(starts) if starts else None
+    lows = [np.nanmin(m) for m, _ in lines if np.isfinite(m).any() and np.nanmin(m) > 0]
+    return (0.5 * min(lows) if lows else None), (3 * max(starts) if starts else None)
 
 
 def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
@@ -76,6 +81,7 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
     """One panel per backend; one line per sweep point: the mean over seeds, with a band of
     one standard deviation. One legend for all panels (a point keeps its colour on every
     backend); failed and diverged trials are counted in it, per backend, and dotted."""
+    import numpy as np
     from matplotlib.lines import Line2D
 
     from .report import mean_band
@@ -116,9 +122,11 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
     if "loss" in key:  # once, after every panel is drawn: the y axis is shared
         ax = axes[0][0]
         ax.set_yscale("log")
-        top = _loss_top(drawn)
+        bottom, top = _loss_limits([(np.asarray(m, float), ok) for m, ok in drawn])
         if top is not None and top < ax.get_ylim()[1]:
             ax.set_ylim(top=top)
+        if bottom is not None and bottom > ax.get_ylim()[0]:
+            ax.set_ylim(bottom=bottom)
         _plain_log_ticks(ax)
     handles = [Line2D([], [], color=colour[p], linestyle=":" if p in bad else "-")
                for p in order if p in seeds]

@@ -115,3 +115,17 @@ def test_every_experiment_runs_and_reports_shrunken(tmp_path, store, name):
     rows = read(out / "trials.csv")
     assert rows and all(r["status"] in ("finished", "diverged") for r in rows)
     assert (out / "claims.md").read_text().count("| **") >= len(exp.expect)
+
+
+def test_loss_axis_limits_ignore_a_diverged_line_and_a_band_through_zero():
+    import numpy as np
+
+    from harness.plots import _loss_limits, short
+
+    finished = (np.array([2.3, 0.5, 0.1]), True)
+    diverged = (np.array([2.4, 1e6, np.nan]), False)
+    bottom, top = _loss_limits([finished, diverged])
+    assert top == 3 * 2.3  # not 1e6: the diverged line does not set the top
+    assert bottom == 0.5 * 0.1  # the lowest mean, whatever its band reaches
+    assert _loss_limits([]) == (None, None)
+    assert short("model.init=he optimizer.lr=0.1 task.n_train=100") == "init=he lr=0.1 n_train=100"

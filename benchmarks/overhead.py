@@ -26,8 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .common import (
     BACKENDS,
     CLOCK,
@@ -73,20 +71,15 @@ def bare_trial(trial, evaluate: bool = True) -> tuple[float, float]:
     """(setup s, loop s): the trial's steps in a plain loop on its backend, as run_trial would
     take them: the same seed streams, batches and weights; no sink, no metrics."""
     from backends import load
-    from backends.init import init_params
-    from backends.optim import OptimizerSpec
-    from harness.train import dataset, model_for
+    from harness.train import optimizer_spec, start
 
     t0 = time.perf_counter()
     exp, tr = trial.experiment, trial.experiment.train
-    init_ss, order_ss, _, _ = np.random.SeedSequence(trial.seed).spawn(4)
-    data = dataset(trial.config["task"], trial.seed)
-    spec = model_for(trial, data)
-    params, buffers = init_params(spec, exp.model.init, np.random.default_rng(init_ss))
-    opt = OptimizerSpec(name=exp.optimizer.name, lr=exp.optimizer.lr)  # plain sgd
-    trainer = load(trial.backend).build(spec, params, buffers, opt, device=trial.device,
+    s = start(trial)
+    data, order_rng = s.data, s.order_rng
+    trainer = load(trial.backend).build(s.spec, s.params, s.buffers,
+                                        optimizer_spec(exp.optimizer), device=trial.device,
                                         dtype=tr.dtype, rng=tr.rng, seed=trial.seed)
-    order_rng = np.random.default_rng(order_ss)
     x, y, n, b = data.x_train, data.y_train, len(data.x_train), exp.train.batch_size
     t1 = time.perf_counter()
     for _ in range(exp.train.epochs):

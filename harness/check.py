@@ -90,22 +90,15 @@ class Case:
 
 
 def case(trial, batch: int) -> Case:
-    """The trial's spec, initial weights (the same streams as harness.train) and a batch."""
-    from backends.init import init_params
-    from backends.optim import OptimizerSpec
+    """The trial's spec, initial weights (harness.train.start: the same streams as a run)
+    and a batch."""
+    from .train import optimizer_spec, start
 
-    from .train import dataset, model_for
-
-    exp = trial.experiment
-    init_ss, order_ss, _, drop_ss = np.random.SeedSequence(trial.seed).spawn(4)
-    data = dataset(trial.config["task"], trial.seed)
-    spec = model_for(trial, data)
-    params, buffers = init_params(spec, exp.model.init, np.random.default_rng(init_ss),
-                                  std=exp.model.init_std)
-    idx = np.random.default_rng(order_ss).permutation(len(data.x_train))[:batch]
-    masks = dropout_masks(spec, len(idx), np.random.default_rng(drop_ss))
-    return Case(trial, spec, params, buffers, OptimizerSpec(**dataclasses.asdict(exp.optimizer)),
-                data.x_train[idx], data.y_train[idx], masks)
+    s = start(trial)
+    idx = s.order_rng.permutation(len(s.data.x_train))[:batch]
+    masks = dropout_masks(s.spec, len(idx), s.drop_rng)
+    return Case(trial, s.spec, s.params, s.buffers, optimizer_spec(trial.experiment.optimizer),
+                s.data.x_train[idx], s.data.y_train[idx], masks)
 
 
 def mean_loss(name: str, out: np.ndarray, y: np.ndarray) -> float:

@@ -11,6 +11,7 @@ on SQLite costs more than a small training step (SPEC 4.5).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -105,6 +106,40 @@ def evaluate(trainer, x: np.ndarray, y: np.ndarray, kind: str, prefix: str, y_st
     return metrics
 
 
+@dataclass
+class Start:
+    """Where a trial begins, the same wherever it is read (run_trial, `harness check`, the
+    overhead benchmark): its data, shape-checked spec and initial weights, and a generator
+    each for the data order, augmentation and dropout masks (module docstring)."""
+
+    data: object  # harness.tasks.base.Dataset
+    spec: object  # backends.spec.ModelSpec
+    params: dict
+    buffers: dict
+    order_rng: np.random.Generator
+    aug_rng: np.random.Generator
+    drop_rng: np.random.Generator
+
+
+def start(trial: Trial) -> Start:
+    """The trial's data, model and weights, and fresh generators on its seed's streams."""
+    exp = trial.experiment
+    init_ss, order_ss, aug_ss, drop_ss = np.random.SeedSequence(trial.seed).spawn(4)
+    data = dataset(trial.config["task"], trial.seed)
+    spec = model_for(trial, data)
+    params, buffers = init_params(spec, exp.model.init, np.random.default_rng(init_ss),
+                                  std=exp.model.init_std)
+    rngs = (np.random.default_rng(s) for s in (order_ss, aug_ss, drop_ss))
+    return Start(data, spec, params, buffers, *rngs)
+
+
+def optimizer_spec(config):
+    """A trial's `optimizer:` (harness.schema.OptimizerConfig) as the backends' rule."""
+    from backends.optim import OptimizerSpec
+
+    return OptimizerSpec(**dataclasses.asdict(config))
+
+
 def run_trial(trial: Trial, sink: Sink | None = None) -> Outcome:
     """Train one trial to the end, or until its loss is no longer finite. Never raises but
     KeyboardInterrupt: an exception becomes a failed Outcome with its traceback."""
@@ -130,24 +165,14 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
 
     t_setup = time.perf_counter()
     exp = trial.experiment
-    tr = exp.train
-    init_ss, order_ss, aug_ss, drop_ss = np.random.SeedSequence(trial.seed).spawn(4)
-    data = dataset(trial.config["task"], trial.seed)
-    spec = model_for(trial, data)
-    params, buffers = init_params(spec, exp.model.init, np.random.default_rng(init_ss),
-                                  std=exp.model.init_std)
-    o = exp.optimizer
-    from backends.optim import OptimizerSpec
-
-    opt = OptimizerSpec(name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                        rho=o.rho, beta1=o.beta1, beta2=o.beta2, eps=o.eps,
-                        weight_decay=o.weight_decay)
+    tr, o = exp.train, exp.optimizer
+    s = start(trial)
+    data, spec = s.data, s.spec
     trainer = load_backend(trial.backend).build(
-        spec, params, buffers, opt, device=trial.device, dtype=tr.dtype, rng=tr.rng,
-        seed=trial.seed, compile=tr.compile)
+        spec, s.params, s.buffers, optimizer_spec(o), device=trial.device, dtype=tr.dtype,
+        rng=tr.rng, seed=trial.seed, compile=tr.compile)
     outcome.device_name = trainer.device_name
-    order_rng, aug_rng = np.random.default_rng(order_ss), np.random.default_rng(aug_ss)
-    drop_rng = np.random.default_rng(drop_ss)
+    order_rng, aug_rng, drop_rng = s.order_rng, s.aug_rng, s.drop_rng
     canonical_masks = tr.rng == "canonical" and bool(dropout_layers(spec))
     diag = None  # per-layer diagnostics: off unless train.diag_every is set
     if tr.diag_every:

@@ -284,8 +284,17 @@ def load(path, overrides: list[str] = ()) -> tuple[schema.Experiment, list[Trial
     """Read, check and expand an experiment file. Raises ConfigErrors with all errors."""
     from .validate import apply_overrides
 
-    raw = load_file(path)
-    raw, sources = apply_overrides(raw, list(overrides))
+    errors = []
+    try:
+        raw = load_file(path)
+    except ConfigErrors as exc:  # the overrides' own errors still come in the same report
+        raw, errors = {}, exc.errors
+    try:
+        raw, sources = apply_overrides(raw, list(overrides))
+    except ConfigErrors as exc:
+        errors += exc.errors
+    if errors:
+        raise ConfigErrors(errors)
     ck = Checker(str(path), sources)
     exp, task, _ = check_experiment(ck, raw)
     task_defaults = dict(_task_registry()[task["name"]].options) if task else {}

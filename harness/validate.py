@@ -55,10 +55,46 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _duplicate_keys(node, source: str, path: str = "") -> list[ConfigError]:
+    """Every key given twice in one mapping, at any depth, with both lines.
+
+    PyYAML keeps the last of two equal keys without a word, so `lr: 0.1` ... `lr: 0.5`
+    would train at 0.5 (YAML 1.2 says keys are unique; the composed node tree still has both).
+    """
+    errors = []
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else None
+            child = f"{path}.{name}" if path else (name or "")
+            if name is not None and name != "<<":  # '<<' is a merge, which may repeat keys
+                line = key.start_mark.line + 1
+                if (key.tag, name) in seen:
+                    where = (f"twice on line {line}" if seen[key.tag, name] == line else
+                             f"twice, on line {seen[key.tag, name]} and line {line}")
+                    errors.append(ConfigError(source, child,
+                                              f"key {name!r} is given {where}; keep one"))
+                seen.setdefault((key.tag, name), line)
+            errors += _duplicate_keys(value, source, child)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            errors += _duplicate_keys(item, source, f"{path}[{i}]")
+    return errors
+
+
 def parse_yaml(text: str, source: str):
-    """Parse YAML text safely; a syntax error or a Python tag becomes a ConfigError."""
+    """Parse YAML text safely; a syntax error, a Python tag or a key given twice in one
+    mapping becomes a ConfigError (all duplicates at once)."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            duplicates = _duplicate_keys(node, source)
+            if duplicates:
+                raise ConfigErrors(duplicates)
+            return None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -106,6 +142,12 @@ def set_path(raw: dict, path: str, value) -> dict:
     return raw
 
 
+def _join(key: str, path: str) -> str:
+    if not path or path.startswith("line "):
+        return key
+    return f"{key}{path}" if path.startswith("[") else f"{key}.{path}"
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[str, str]]:
     """Apply `--set key=value` overrides (values read as YAML); returns (raw, path -> source)."""
     sources, errors = {}, []
@@ -117,8 +159,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, dict[str, st
             continue
         try:
             value = parse_yaml(text, source) if text.strip() else ""
-        except ConfigErrors as exc:
-            errors += exc.errors
+        except ConfigErrors as exc:  # paths inside the value are relative to the key
+            errors += [dataclasses.replace(e, path=_join(key.strip(), e.path))
+                       for e in exc.errors]
             continue
         raw = set_path(raw, key.strip(), value)
         sources[key.strip()] = source

@@ -189,3 +189,36 @@ def test_the_shipped_experiments_are_valid():
         exp, trials = config.load(path)
         assert trials, path
         assert path.read_text().startswith("# "), f"{path} lacks its header comment"
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # PyYAML keeps the last of two equal keys silently: `name: other` appended to the main
+    # job ran its 27 trials under the second name and exited 0 (issue 13, item 2).
+    text = (GOOD.replace("{name: sgd, lr: 0.05}", "{name: sgd, lr: 0.05, lr: 0.5}")
+            + "train:\n  epochs: 2\n" + "name: other\n")
+    f = tmp_path / "twice.yaml"
+    f.write_text(text)
+    proc = _run(f, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{f}: name: key 'name' is given twice, on line 1 and line 10" in proc.stderr
+    assert f"{f}: train: key 'train' is given twice, on line 5 and line 8" in proc.stderr
+    assert f"{f}: optimizer.lr: key 'lr' is given twice on line 4" in proc.stderr
+    assert "3 errors" in proc.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_key_given_twice_deep_in_a_sweep_or_an_override_is_refused(tmp_path):
+    f = tmp_path / "deep.yaml"
+    f.write_text(GOOD + "sweep:\n  optimizer:\n    - {name: sgd, lr: 0.1}\n"
+                        "    - name: adam\n      lr: 0.001\n      lr: 0.01\n")
+    with pytest.raises(ConfigErrors) as info:
+        config.load(f, ["model={arch: mlp, arch: lenet}"])
+    messages = [str(e) for e in info.value.errors]
+    assert any(": sweep.optimizer[1].lr: key 'lr' is given twice, on line 12 and line 13" in m
+               for m in messages), messages
+    assert any(m.startswith("--set model={arch: mlp, arch: lenet}: model.arch: key 'arch'")
+               for m in messages), messages
+    # the same name in two different mappings is no duplicate
+    f.write_text(GOOD.replace("backends: [numpy]", "backends: [numpy]\nsweep:\n  model.width: "
+                              "[4, 8]\n  optimizer.lr: [0.1, 0.2]"))
+    assert len(config.load(f)[1]) == 4

@@ -23,12 +23,14 @@ MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAIL
 
 
 class Progress:
-    """A tqdm bar over trials, with the running trial's epoch and loss; or nothing."""
+    """On a terminal, a tqdm bar over trials with the running trial's epoch and loss; in a
+    log (stderr a pipe or a file: CI, `| tee`), one line per finished trial and no bar, whose
+    carriage-return updates would leave hundreds of repeated lines; `--quiet`: nothing."""
 
     def __init__(self, total: int, done: int, name: str, quiet: bool):
         self.quiet = quiet
         self.bar = None
-        if not quiet:
+        if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc=name, unit="trial",
@@ -41,6 +43,8 @@ class Progress:
     def line(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
+        elif not self.quiet:
+            print(text, file=sys.stderr, flush=True)
 
     def advance(self) -> None:
         if self.bar is not None:

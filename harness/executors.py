@@ -139,9 +139,11 @@ def _restore(saved: dict[str, str | None]) -> None:
 
 def _started(folder: str | None, trial: Trial) -> None:
     """A worker marks the trials it has begun, so that the driver knows, should the worker
-    die, which trials went with it and which had not started."""
+    die, which trials went with it and which had not started. The marker holds the worker's
+    pid, which says who is inside which trial (the fault tests kill by it)."""
     if folder:
-        open(os.path.join(folder, trial.hash), "w").close()
+        with open(os.path.join(folder, trial.hash), "w") as f:
+            f.write(str(os.getpid()))
 
 
 def buffered_work(trial: Trial, started: str | None = None):
@@ -212,7 +214,7 @@ def run_pool(tracker, parent: str, todo: list[Trial], on_done, workers: int,
     os.environ.update({k: str(threads) for k in THREAD_VARS})  # inherited by the spawn
     queue = list(todo)
     try:
-        with tempfile.TemporaryDirectory() as started:
+        with tempfile.TemporaryDirectory(prefix="harness-started-") as started:
             while queue:  # a pool breaks when a worker dies: start another for the rest
                 queue = _pool_round(tracker, parent, queue, on_done, workers, threads, started)
     finally:

@@ -116,28 +116,30 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/<pid>/stat."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _fresh_marker(folder: Path, seen: set) -> int | None:
+    """The pid in a started marker that was not there at the last look: a pool worker that
+    has just begun a trial (harness/executors.py writes one per trial it begins, holding the
+    worker's pid, into a temporary folder under TMPDIR). Choosing by CPU seconds used instead
+    could pick, under load, a worker between trials, whose death kills nothing."""
+    for marker in folder.glob("harness-started-*/*"):
+        if marker in seen:
+            continue
+        text = marker.read_text()
+        if not text.isdigit():  # created, its pid not yet written
+            continue
+        seen.add(marker)
+        if Path(f"/proc/{text}").exists():
+            return int(text)
+    return None
 
 
-def _busy_workers(driver_pid: int, cpu_s: float = 1.5) -> list[int]:
-    """Pool workers that have used cpu_s of CPU: past their imports, into a trial."""
-    workers = [p for p in _children(driver_pid) if "spawn_main" in _cmdline(p)]
-    return [p for p in workers if _cpu_seconds(p) > cpu_s]
-
-
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate, timeout: float, what: str, every: float = 0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -152,11 +154,15 @@ def _first_trial_running(uri: str, name: str):
 @pytest.mark.slow
 def test_worker_sigkill_marks_its_trial_killed_and_rerun_fills_the_gap(tmp_path, store):
     f = write(tmp_path, **LONG)
+    markers = tmp_path / "tmp"
+    markers.mkdir()
     driver = subprocess.Popen(cmd(tmp_path, f, store, "--executor", "pool", "--workers", "2"),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env=ENV)
-    workers = _wait_for(lambda: _busy_workers(driver.pid), 180, "a pool worker in a trial")
-    os.kill(workers[0], signal.SIGKILL)
+                              text=True, env={**ENV, "TMPDIR": str(markers)})
+    seen: set = set()
+    worker = _wait_for(lambda: _fresh_marker(markers, seen), 180, "a pool worker in a trial",
+                       every=0.02)
+    os.kill(worker, signal.SIGKILL)
     _, err = driver.communicate(timeout=600)
     assert driver.returncode == 1, err
     kids, runs, _ = trial_runs(store, "faults")
@@ -173,11 +179,15 @@ def test_worker_sigkill_marks_its_trial_killed_and_rerun_fills_the_gap(tmp_path,
 @pytest.mark.parametrize("executor", ["local", "pool"])
 def test_driver_signal_kills_cleanly_and_rerun_completes(tmp_path, store, sig, executor):
     f = write(tmp_path, **LONG)
+    markers = tmp_path / "tmp"
+    markers.mkdir()
     driver = subprocess.Popen(cmd(tmp_path, f, store, "--executor", executor, "--workers", "2"),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env=ENV)
+                              text=True, env={**ENV, "TMPDIR": str(markers)})
     if executor == "pool":
-        _wait_for(lambda: _busy_workers(driver.pid), 180, "a pool worker in a trial")
+        seen: set = set()
+        _wait_for(lambda: _fresh_marker(markers, seen), 180, "a pool worker in a trial",
+                  every=0.02)
     else:
         _wait_for(lambda: _first_trial_running(store, "faults"), 120, "a running trial")
     family = _children(driver.pid)

@@ -1,12 +1,14 @@
-"""Claim verdicts: Welch's t-test and the bootstrap, checked against scipy written out."""
+"""Claim verdicts: Welch's t-test, the bootstrap and the rank test, checked against scipy
+written out; `agree:` claims on the rows of a real sweep's trials.csv."""
 
 import math
 
 import numpy as np
 import pytest
+from conftest import needs
 from scipy import stats
 
-from harness.claims import _ms, evaluate_claims, higher_is_better, judge, matches
+from harness.claims import _ms, evaluate_claims, higher_is_better, judge, matches, write_markdown
 from harness.schema import Claim
 
 
@@ -22,7 +24,7 @@ def rows(values: dict[str, list[float]], metric="val/accuracy", backend="numpy")
 
 def test_welch_pass_matches_scipy_one_sided():
     a, b = [0.95, 0.96, 0.94], [0.80, 0.82, 0.79]
-    verdict, p, _ = judge(a, b, 0.0, True, "welch", 0.05)
+    verdict, p, *_ = judge(a, b, 0.0, True, "welch", 0.05)
     assert verdict == "PASS"
     want = stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
     assert p == pytest.approx(want, rel=1e-12)
@@ -37,7 +39,7 @@ def test_margin_is_subtracted_before_the_test():
 def test_planted_false_claim_fails_both_tests():
     sgd, adam = [0.70, 0.72, 0.69], [0.95, 0.96, 0.94]
     for test in ("welch", "bootstrap"):
-        verdict, _, _ = judge(sgd, adam, 0.0, True, test, 0.05)
+        verdict, *_ = judge(sgd, adam, 0.0, True, test, 0.05)
         assert verdict == "FAIL", test
 
 
@@ -93,7 +95,7 @@ def test_a_constant_side_is_tested_without_warnings_and_diverged_seeds_are_count
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # chance level on every seed must not warn
-        verdict, p, _ = judge([0.45, 0.5, 0.4], [0.102] * 3, 0.2, True, "welch", 0.05)
+        verdict, p, *_ = judge([0.45, 0.5, 0.4], [0.102] * 3, 0.2, True, "welch", 0.05)
     want = stats.ttest_1samp(np.array([0.45, 0.5, 0.4]) - 0.2 - 0.102, 0.0,
                              alternative="greater").pvalue
     assert verdict == "PASS" and p == pytest.approx(want, rel=1e-9)
@@ -131,3 +133,177 @@ def test_a_backend_whose_trials_all_failed_keeps_its_line():
     verdicts = {v.group: (v.verdict, v.note) for v in evaluate_claims([claim], data)}
     assert verdicts["numpy/cpu"][0] == "PASS"
     assert verdicts["jax/cpu"] == ("INCONCLUSIVE", "no finished or diverged trial")
+
+
+# --------------------------------------------- every branch keeps the rules (issue 13, 4)
+
+
+def test_a_diverged_seed_does_not_skip_the_two_seed_minimum():
+    assert judge([0.1], [-math.inf], 0.0, True, "welch", 0.05)[0] == "INCONCLUSIVE"
+    assert judge([-math.inf], [0.1, 0.2], 0.0, True, "welch", 0.05)[0] == "INCONCLUSIVE"
+
+
+def test_a_side_diverged_on_every_seed_loses_whatever_the_margin():
+    # -inf stays below any finite value minus d: the margin applies, and cannot save it
+    for margin in (0.0, 0.5, 100.0):
+        verdict, p, note = judge([0.1] * 3, [-math.inf] * 3, margin, True, "welch", 0.05)[:3]
+        assert (verdict, p) == ("PASS", None) and "diverged on every seed" in note
+    assert judge([-math.inf] * 2, [-math.inf] * 2, 0.0, True, "welch", 0.05)[0] == "INCONCLUSIVE"
+
+
+def test_one_diverged_seed_leaves_a_clear_claim_decided_by_ranks():
+    a, b = [0.9, 0.91, 0.92], [-math.inf, 0.5, 0.6]
+    want = stats.mannwhitneyu(a, [-1e300, 0.5, 0.6], alternative="greater",
+                              method="exact").pvalue  # 1/20: perfectly separated, 3 a side
+    for test in ("welch", "bootstrap"):
+        assert judge(a, b, 0.0, True, test, 0.05)[:2] == ("PASS", pytest.approx(want))
+        assert judge(b, a, 0.0, True, test, 0.05)[:2] == ("FAIL", pytest.approx(want))
+    assert judge(a, b, 0.3, True, "welch", 0.05)[0] == "PASS"  # 0.6 + 0.3 < 0.9
+    assert judge(a, b, 0.5, True, "welch", 0.05)[0] == "INCONCLUSIVE"  # the margin bites
+    # a loss: +inf is the diverged value, and lower is better
+    assert judge([0.1, 0.11, 0.12], [0.5, math.inf, 0.6], 0.0, False, "welch", 0.05)[0] == "PASS"
+    # two seeds a side cannot reach 0.05 by ranks (1/6), and say so rather than guess
+    assert judge([0.9, 0.91], [-math.inf, 0.6], 0.0, True, "welch", 0.05)[0] == "INCONCLUSIVE"
+
+
+# ---------------------------------------- ties at the margin are not rounding's (issue 13, 5)
+
+
+def test_no_spread_and_a_tie_at_the_margin_is_inconclusive():
+    for test in ("welch", "bootstrap"):
+        assert judge([0.9, 0.9], [0.8, 0.8], 0.1, True, test, 0.05)[0] == "INCONCLUSIVE"
+        verdict, p, note = judge([0.3] * 3, [0.1] * 3, 0.2, True, test, 0.05)[:3]
+        assert (verdict, p) == ("INCONCLUSIVE", None) and "tie" in note  # np.std: 5.6e-17
+    assert judge([0.3] * 3, [0.1] * 3, 0.19, True, "welch", 0.05)[0] == "PASS"
+    assert judge([0.3] * 3, [0.1] * 3, 0.21, True, "welch", 0.05)[0] == "FAIL"
+
+
+def test_an_exact_side_is_tested_with_the_one_sample_t_test():
+    a = np.array([0.1, 0.12, 0.11])
+    want = stats.ttest_1samp(a, 0.3, alternative="less").pvalue  # np.std([0.3] * 3) > 0
+    assert judge(list(a), [0.3] * 3, 0.0, True, "welch", 0.05)[:2] == ("FAIL",
+                                                                        pytest.approx(want))
+    want = stats.ttest_1samp(a, 0.3 - 0.1, alternative="less").pvalue
+    assert judge([0.3] * 3, list(a), 0.1, True, "welch", 0.05)[:2] == ("PASS",
+                                                                        pytest.approx(want))
+
+
+def test_the_p_value_names_its_alternative():
+    sgd, adam = [0.70, 0.72, 0.69], [0.95, 0.96, 0.94]
+    j = judge(sgd, adam, 0.0, True, "welch", 0.05)
+    want = stats.ttest_ind(sgd, adam, equal_var=False, alternative="less").pvalue
+    assert (j.verdict, j.alternative) == ("FAIL", "worse") and j.p == pytest.approx(want)
+    j = judge(sgd, adam, 0.0, True, "bootstrap", 0.05)
+    assert (j.verdict, j.alternative) == ("FAIL", "worse") and j.p < 0.05  # not 1 - p
+    j = judge([0.80, 0.90], [0.84, 0.86], 0.0, True, "welch", 0.05)
+    assert (j.verdict, j.alternative) == ("INCONCLUSIVE", "better")
+
+
+def test_the_claims_table_says_which_p_it_shows(tmp_path):
+    data = rows({"adam": [0.95, 0.96, 0.94], "sgd": [0.80, 0.82, 0.79]})
+    data += rows({"adam": [0.70, 0.71, 0.69], "sgd": [0.90, 0.92, 0.91]}, backend="torch")
+    claim = Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": "sgd"})
+    text = write_markdown(evaluate_claims([claim], data), tmp_path / "claims.md")
+    header, _, numpy_row, torch_row = text.splitlines()[:4]
+    assert "| p (H1) |" in header and "worse" in text.split("\n\n")[1]  # the legend
+    assert "(better) | **PASS**" in numpy_row and "(worse) | **FAIL**" in torch_row
+
+
+# ------------------------------- agree: on a real sweep's trials.csv (issue 13, item 3)
+
+SWEEP = """\
+name: agree
+task: {name: mario, n_train: 256, n_val: 128, n_test: 128}
+model: {arch: mlp, depth: 1, width: 16, activation: relu, init: he}
+optimizer: {name: sgd, lr: 0.01}
+train: {epochs: 3, batch_size: 64}
+backends: [numpy, torch]
+seeds: [0, 1, 2, 3]
+"""
+STEPS_PER_EPOCH = 256 // 64
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory, _empty_store) -> list[dict]:
+    """trials.csv of a real `harness run`: numpy and torch agree on seeds 0 and 1; torch's
+    loss becomes NaN in epoch 1 of 3 on seed 2 (diverged) and it raises in epoch 2 on seed
+    3 (failed), so that each status has the columns the runner writes for it."""
+    import csv
+    import shutil
+
+    import backends.torch.trainer as torch_trainer
+    from harness.cli import main
+
+    tmp = tmp_path_factory.mktemp("agree")
+    shutil.copy(_empty_store, tmp / "mlflow.db")
+    (tmp / "agree.yaml").write_text(SWEEP)
+    real, steps = torch_trainer.TorchTrainer.train_step, {}
+
+    def planted(self, x, y, masks=None):
+        steps[id(self)] = step = steps.get(id(self), 0) + 1
+        if self.seed == 2 and step == 2:
+            return float("nan")
+        if self.seed == 3 and step > STEPS_PER_EPOCH:
+            raise RuntimeError("planted fault")
+        return real(self, x, y, masks)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch_trainer.TorchTrainer, "train_step", planted)
+        main(["run", str(tmp / "agree.yaml"), "--results", str(tmp / "results"),
+              "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--quiet"])
+    with open(tmp / "results" / "agree" / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def seeds(sweep: list[dict], *wanted: int) -> list[dict]:
+    return [dict(r) for r in sweep if int(r["seed"]) in wanted]
+
+
+AGREE = Claim(agree="backend", within=1e-4, metric="val/mae")
+
+
+@needs("torch")
+def test_the_sweep_wrote_what_the_runner_writes(sweep):
+    status = {(r["backend"], r["seed"]): r for r in sweep}
+    assert [status["torch", s]["status"] for s in "0123"] == [
+        "finished", "finished", "diverged", "failed"]
+    diverged, failed = status["torch", "2"], status["torch", "3"]
+    assert diverged["epoch"] == "1.0" and diverged["val/mae"] == ""  # no final metric
+    assert failed["epoch"] == "1.0" and failed["val/mae"] != ""  # epoch 1's, then it raised
+    assert status["numpy", "2"]["epoch"] == "3.0"
+
+
+@needs("torch")
+def test_agree_passes_when_the_backends_agree(sweep):
+    (v,) = evaluate_claims([AGREE], seeds(sweep, 0, 1))
+    assert v.verdict == "PASS" and "over 2 configurations" in v.note
+
+
+@needs("torch")
+def test_agree_fails_when_a_backend_diverged(sweep):
+    (v,) = evaluate_claims([AGREE], seeds(sweep, 0, 1, 2))  # torch diverged at epoch 1
+    assert v.verdict == "FAIL" and "in 1 of 3 configurations" in v.note
+    rows = seeds(sweep, 0, 1, 2)
+    template = next(r for r in rows if r["status"] == "diverged")
+    for r in rows:  # torch diverged on every seed, as the runner writes it
+        if r["backend"] == "torch":
+            r.update({k: v for k, v in template.items() if k not in ("seed", "hash", "run_id",
+                                                                     "index")})
+    (v,) = evaluate_claims([AGREE], rows)
+    assert v.verdict == "FAIL" and "in 3 of 3 configurations" in v.note
+
+
+@needs("torch")
+def test_agree_is_inconclusive_with_a_failed_missing_or_absent_sibling(sweep):
+    (v,) = evaluate_claims([AGREE], seeds(sweep, 0, 1, 3))  # torch raised in epoch 2
+    assert v.verdict == "INCONCLUSIVE" and "1 with a failed or missing trial" in v.note
+    rows = seeds(sweep, 0, 1)
+    (torch1,) = [r for r in rows if r["backend"] == "torch" and r["seed"] == "1"]
+    for k in [k for k in torch1 if "/" in k or k == "epoch"]:  # as `report` writes a trial
+        del torch1[k]                                           # the store lacks
+    torch1.update(status="missing", error="no run in the store", run_id="")
+    (v,) = evaluate_claims([AGREE], rows)
+    assert v.verdict == "INCONCLUSIVE" and "failed or missing" in v.note
+    rows.remove(torch1)  # or the row is not there at all
+    (v,) = evaluate_claims([AGREE], rows)
+    assert v.verdict == "INCONCLUSIVE" and "failed or missing" in v.note

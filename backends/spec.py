@@ -107,7 +107,8 @@ class Pool(_Nd):
     """N-d max or average pooling. stride defaults to the kernel (torch's default).
 
     Max pooling pads with -inf; average pooling pads with zeros that count in the mean
-    (torch's count_include_pad=True).
+    (torch's count_include_pad=True). A tie goes to the window's first maximum (see
+    `Activation`, "Kinks and ties").
     """
 
     name: str
@@ -161,6 +162,25 @@ class Activation:
     leaky_relu: max(slope x, x), slope 0.1 by default (the lecture's choice; torch's is 0.01).
     maxout: channel axis 1 of size C * k -> C, out[:, c] = max_j in[:, c * k + j]: the max of k
     linear pieces that the preceding layer computes (Goodfellow et al., 2013).
+
+    Kinks and ties. Exact zeros are common (zero-padded or unknown regions, sdf's unknown
+    voxels, through a zero-bias conv), so every backend takes the same (sub)gradient there,
+    torch's wherever the three can share it (tests/test_kinks.py checks all three in float64):
+        relu        gradient 0 at x = 0 (torch's threshold, jax.nn.relu).
+        leaky_relu  gradient `slope` at x = 0, for any slope: torch's leaky_relu takes the
+                    slope for x <= 0; for slope > 1 the slope piece (x >= 0) takes 0 too.
+                    Not the tie split (1 + slope) / 2 that a maximum(slope x, x) would give.
+        maxout      tied maxima share the gradient evenly, 1 / (number tied) each: what the
+                    max reductions torch.amax and jnp.max do natively (a first-index rule
+                    would need an argmax-and-gather on both); the split does not depend on
+                    the order of the pieces, and it is the subgradient of least norm.
+        max pool    a tie in a window sends the whole gradient to its first maximum in
+                    row-major window order: torch's max_pool keeps one index, the first, and
+                    JAX's gradient, XLA's SelectAndScatter with `>=`, keeps the first of
+                    equals. torch has no tie-splitting max pool (it would take unfold and
+                    amax), so here the shared rule is the first index.
+        l1 loss     |d| has the subgradient sign(d), 0 at d = 0 (torch's l1_loss; jnp.abs's
+                    gradient at 0 is 1, so JAX writes it as d * sign(d)).
     """
 
     name: str

@@ -101,7 +101,10 @@ def pool(x, mode, kernel, stride, padding):
     """Max or average pooling over (N, C, *d) -> (N, C, *d'), d' as for conv with dil 1.
 
     Max pads with -inf (a pad never wins); avg pads with zeros that count in the mean, i.e.
-    divides every window by the kernel volume (torch's count_include_pad=True).
+    divides every window by the kernel volume (torch's count_include_pad=True). A tie in a max
+    window sends the whole gradient to its first maximum in row-major window order: the
+    gradient is XLA's SelectAndScatter with `>=`, which keeps the first of equals, as torch's
+    max_pool indices do.
     """
     window, strides = (1, 1, *kernel), (1, 1, *stride)
     pads = ((0, 0), (0, 0), *((p, p) for p in padding))
@@ -152,15 +155,15 @@ def activation(x, fn, slope=0.1, k=2):
     if fn == "relu":
         return jax.nn.relu(x)  # its custom JVP gives gradient 0 at 0, as torch does
     if fn == "leaky_relu":
-        # max(slope x, x), written with `where` so that the gradient at 0 is the slope
-        # (torch's convention) instead of jnp.maximum's tie-splitting 0.5 (1 + slope).
+        # max(slope x, x), written with `where` so that the gradient at 0 is the slope for
+        # any slope (torch's convention) instead of jnp.maximum's tie-splitting (1 + slope) / 2.
         if slope <= 1:
             return jnp.where(x > 0, x, slope * x)
-        return jnp.where(x > 0, slope * x, x)
+        return jnp.where(x >= 0, slope * x, x)
     if fn == "maxout":
         n, ck = x.shape[:2]
         pieces = x.reshape(n, ck // k, k, *x.shape[2:])  # (N, C, k, ...): channel c*k+j -> [c, j]
-        return jnp.max(pieces, axis=2)
+        return jnp.max(pieces, axis=2)  # tied maxima share the gradient evenly, as torch's amax
     raise ValueError(f"unknown activation {fn!r}")
 
 
@@ -172,7 +175,9 @@ def loss(name, out, y):
     if name == "mse":
         return jnp.mean(jnp.square(out - y))
     if name == "l1":
-        return jnp.mean(jnp.abs(out - y))
+        # |d| with the subgradient sign(d), 0 at d = 0 as torch's l1_loss: jnp.abs's is 1 there
+        diff = out - y
+        return jnp.mean(diff * lax.stop_gradient(jnp.sign(diff)))
     if name == "cross_entropy":
         logp = jax.nn.log_softmax(out, axis=1)  # (N, classes)
         picked = jnp.take_along_axis(logp, y.astype(jnp.int32)[:, None], axis=1)  # (N, 1)

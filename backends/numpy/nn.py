@@ -82,29 +82,37 @@ def relu_backward(dout, cache):
 
 
 def leaky_relu_forward(x, slope=0.1):
-    """max(slope x, x), the lecture's definition; torch's where(x > 0, x, slope x) for slope < 1."""
-    keep = x >= slope * x
-    return np.where(keep, x, slope * x), (keep, slope)
+    """max(slope x, x), the lecture's definition, for any slope. x (N, ...) -> out (N, ...).
+
+    At x = 0 the slope piece is taken, so the gradient there is the slope: torch's
+    leaky_relu convention (backends/spec.py, "Kinks and ties").
+    """
+    on_slope = x <= 0 if slope <= 1 else x >= 0  # where slope x >= x, 0 included
+    return np.where(on_slope, slope * x, x), (on_slope, slope)
 
 
 def leaky_relu_backward(dout, cache):
-    keep, slope = cache
-    return np.where(keep, dout, slope * dout), ()
+    on_slope, slope = cache
+    return np.where(on_slope, slope * dout, dout), ()
 
 
 def maxout_forward(x, k=2):
-    """x (N, C*k, *S) -> out (N, C, *S), out[:, c] = max_j x[:, c*k + j]."""
+    """x (N, C*k, *S) -> out (N, C, *S), out[:, c] = max_j x[:, c*k + j].
+
+    Tied maxima share the gradient evenly, as torch's amax and jnp.max do.
+    """
     n, ck, *spatial = x.shape
     groups = x.reshape(n, ck // k, k, *spatial)  # (N, C, k, *S)
-    idx = groups.argmax(axis=2)[:, :, None]  # (N, C, 1, *S)
-    return np.take_along_axis(groups, idx, axis=2)[:, :, 0], (x.shape, idx, k)
+    out = groups.max(axis=2)  # (N, C, *S)
+    share = (groups == out[:, :, None]).astype(x.dtype)  # (N, C, k, *S), 1 at each maximum
+    share /= share.sum(axis=2, keepdims=True)
+    return out, share
 
 
 def maxout_backward(dout, cache):
-    shape, idx, k = cache
-    dgroups = np.zeros((shape[0], shape[1] // k, k, *shape[2:]), dout.dtype)  # (N, C, k, *S)
-    np.put_along_axis(dgroups, idx, dout[:, :, None], axis=2)
-    return dgroups.reshape(shape), ()  # (N, C*k, *S)
+    """dout (N, C, *S) -> (dx (N, C*k, *S), ())."""
+    dgroups = cache * dout[:, :, None]  # (N, C, k, *S)
+    return dgroups.reshape(dgroups.shape[0], -1, *dgroups.shape[3:]), ()  # (N, C*k, *S)
 
 
 ACTIVATIONS = {"sigmoid": (sigmoid_forward, sigmoid_backward),
@@ -336,6 +344,8 @@ def pool_forward(x, mode, kernel, stride=None, padding=0):
     """N-d max or average pooling. x (N, C, *S) -> out (N, C, *O).
 
     Max pads with -inf; avg pads with zeros that count in the mean (count_include_pad=True).
+    A tie in a max window sends the whole gradient to its first maximum in row-major window
+    order, as torch's max_pool indices and JAX's select_and_scatter do.
     """
     nd = x.ndim - 2
     kernel = _tup(kernel, nd)
@@ -351,7 +361,7 @@ def pool_forward(x, mode, kernel, stride=None, padding=0):
              "padding": padding}
     if mode == "max":
         flat = win.reshape(n, c, *out, -1)  # (N, C, *O, Kvol), a copy
-        idx = flat.argmax(axis=-1)[..., None]  # (N, C, *O, 1)
+        idx = flat.argmax(axis=-1)[..., None]  # (N, C, *O, 1), the first of tied maxima
         cache["idx"] = idx
         return np.take_along_axis(flat, idx, axis=-1)[..., 0], cache
     if mode == "avg":
@@ -363,7 +373,7 @@ def pool_backward(dout, cache):
     """dout (N, C, *O) -> (dx (N, C, *S), ())."""
     kernel, stride, padding = cache["kernel"], cache["stride"], cache["padding"]
     nd, kvol = len(kernel), math.prod(kernel)
-    if cache["mode"] == "max":  # the gradient goes to the arg max of each window
+    if cache["mode"] == "max":  # the gradient goes to the first arg max of each window
         dwin = np.zeros((*dout.shape, kvol), dout.dtype)  # (N, C, *O, Kvol)
         np.put_along_axis(dwin, cache["idx"], dout[..., None], axis=-1)
         dwin = dwin.reshape(*dout.shape, *kernel)  # (N, C, *O, *K)

@@ -109,18 +109,23 @@ class Maxout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, ck, *spatial = x.shape
         x = x.reshape(n, ck // self.k, self.k, *spatial)  # (N, C, k, *spatial)
-        return x.amax(dim=2)  # (N, C, *spatial)
+        return x.amax(dim=2)  # (N, C, *spatial); tied maxima share the gradient evenly
 
 
 class SteepLeakyReLU(nn.Module):
-    """max(slope x, x) for slope > 1, where it is no longer torch's leaky_relu (slope x, x<0)."""
+    """max(slope x, x) for slope > 1, where it is no longer torch's leaky_relu (slope x, x<0).
+
+    Written with `where`, not `torch.maximum`, whose gradient at the tie x = 0 would be
+    (1 + slope) / 2: here it is the slope, as for nn.LeakyReLU (backends/spec.py, "Kinks and
+    ties").
+    """
 
     def __init__(self, slope: float):
         super().__init__()
         self.slope = float(slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(self.slope * x, x)
+        return torch.where(x >= 0, self.slope * x, x)
 
 
 _TAKES_MASKS = (Sequential, Parallel, Dropout)
@@ -134,7 +139,8 @@ def _activation(layer: S.Activation) -> nn.Module:
     if layer.fn == "relu":
         return nn.ReLU()
     if layer.fn == "leaky_relu":
-        # For slope <= 1, max(slope x, x) == leaky_relu(x, slope): x for x >= 0, slope x below.
+        # For slope <= 1, max(slope x, x) == leaky_relu(x, slope): x for x > 0, slope x below,
+        # and its gradient at 0 is the slope.
         if layer.slope <= 1:
             return nn.LeakyReLU(layer.slope)
         return SteepLeakyReLU(layer.slope)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .fields import at_least, checked, choice, unit_interval
 from .spec import (
+    ACTIVATIONS,
     Activation,
     BatchNorm,
     Conv,
@@ -40,13 +42,16 @@ from .spec import (
 
 @dataclass(frozen=True, kw_only=True)
 class Knobs:
-    activation: str = "relu"  # sigmoid, tanh, relu, leaky_relu, maxout
-    slope: float = 0.1  # leaky_relu slope: max(slope x, x)
-    maxout_k: int = 2  # linear pieces per maxout unit
+    """The ablation knobs every builder reads, each declared once: harness's `model:` section
+    (harness/config/schema.py `ModelConfig`) is this class plus arch and init."""
+
+    activation: str = choice("relu", ACTIVATIONS)
+    slope: float = checked(0.1, unit_interval, "in [0, 1)")  # leaky_relu: max(slope x, x)
+    maxout_k: int = checked(2, at_least(2), ">= 2")  # linear pieces per maxout unit
     batchnorm: bool = False
-    dropout: float = 0.0  # drop probability in the fully connected part
-    depth: int | None = None  # architecture-specific; None takes the builder's default
-    width: int | None = None  # architecture-specific; None takes the builder's default
+    dropout: float = checked(0.0, unit_interval, "in [0, 1)")  # in the fully connected part
+    depth: int | None = checked(None, at_least(1), ">= 1")  # None: the builder's default
+    width: int | None = checked(None, at_least(1), ">= 1")  # None: the builder's default
     skips: bool = True  # residual shortcuts (resnet) and skip concatenations (unet)
 
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fields import checked, choice, non_negative, positive, unit_interval
+
 OPTIMIZERS = ("gd", "sgd", "momentum", "adagrad", "rmsprop", "adam")
 SLOTS = {"gd": (), "sgd": (), "momentum": ("v",), "adagrad": ("G",), "rmsprop": ("E",),
          "adam": ("m", "v")}
@@ -48,15 +50,17 @@ SLOTS = {"gd": (), "sgd": (), "momentum": ("v",), "adagrad": ("G",), "rmsprop": 
 
 @dataclass(frozen=True, kw_only=True)
 class OptimizerSpec:
-    name: str  # one of OPTIMIZERS
-    lr: float
-    momentum: float = 0.9  # mu, for momentum
+    """One optimizer, each field declared once: harness's `optimizer:` section is this class."""
+
+    name: str = choice("sgd", OPTIMIZERS)
+    lr: float = checked(0.01, positive, "> 0")
+    momentum: float = checked(0.9, unit_interval, "in [0, 1)")  # mu, for momentum
     nesterov: bool = False  # for momentum
-    rho: float = 0.9  # rmsprop's decay
-    beta1: float = 0.9  # adam
-    beta2: float = 0.999  # adam
-    eps: float = 1e-8  # adagrad, rmsprop, adam; always outside the square root
-    weight_decay: float = 0.0  # L2 penalty: g <- g + wd * p
+    rho: float = checked(0.9, unit_interval, "in [0, 1)")  # rmsprop's decay
+    beta1: float = checked(0.9, unit_interval, "in [0, 1)")  # adam
+    beta2: float = checked(0.999, unit_interval, "in [0, 1)")  # adam
+    eps: float = checked(1e-8, positive, "> 0")  # adagrad, rmsprop, adam; outside the root
+    weight_decay: float = checked(0.0, non_negative, ">= 0")  # L2 penalty: g <- g + wd * p
 
 
 def init(spec: OptimizerSpec, params: dict[str, np.ndarray]) -> dict:

@@ -26,7 +26,7 @@ def median_seconds(make, repeats: int) -> float:
 
 
 def main() -> None:
-    from harness.tasks import sdf, shapes3d
+    from harness.data.tasks import sdf, shapes3d
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenes", type=int, default=1000)

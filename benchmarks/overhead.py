@@ -71,7 +71,7 @@ def bare_trial(trial, evaluate: bool = True) -> tuple[float, float]:
     """(setup s, loop s): the trial's steps in a plain loop on its backend, as run_trial would
     take them: the same seed streams, batches and weights; no sink, no metrics."""
     from backends import load
-    from harness.train import optimizer_spec, start
+    from harness.run.train import optimizer_spec, start
 
     t0 = time.perf_counter()
     exp, tr = trial.experiment, trial.experiment.train
@@ -98,7 +98,7 @@ def make(name: str, backend: str, device: str, epochs: int | None = None):
     """(a callable running the trial, the trial), both it and the bare loop warmed up once;
     NotImplementedError to skip."""
     from harness.config import load
-    from harness.train import run_trial
+    from harness.run.train import run_trial
 
     require(backend, device)
     trial = load(experiment_file(name, [backend], device, epochs=epochs))[1][0]

@@ -1,0 +1,23 @@
+"""The harness: experiment files in, MLflow runs, tables, plots and verdicts out.
+
+Its rooms, one per stage of the data's way, each importing only the rooms before it in
+ROOMS (tests/test_layering.py holds them to it, imports inside functions included):
+
+    names     every name two rooms must spell alike: tags, backends, devices, metric keys,
+              the trial's random streams
+    errors    the one dialect of configuration errors (ConfigError values), `refuse`
+    data      tasks (datasets, offline) and augmentation (the registry and its ops)
+    config    the experiment file: schema, strict reading, expansion into trials
+    draw      matplotlib pictures from plain data (curves, volumes, per-layer diagnostics)
+    run       a trial's training loop, MLflow tracking, executors, `harness run`
+    judge     claims over seeds and `harness report`
+    debug     `harness check`: gradient check, overfit one batch, parity
+    cli       the command line, a thin layer over run, judge and debug
+
+Below them all, backends/ (the model spec and the three backends), which never imports
+harness. `import harness` imports nothing but this docstring: torch, jax, mlflow and
+matplotlib are imported by the code that needs them, so `python -m harness --help` answers
+at once.
+"""
+
+ROOMS = ("names", "errors", "data", "config", "draw", "run", "judge", "debug", "cli")

@@ -1,13 +1,16 @@
 """The command line: `python -m harness run|report|check FILE [options]`.
 
-Only argparse is imported here; each command imports what it needs when it runs, so
-`python -m harness --help` answers at once.
+Only argparse is imported here; each command imports its room when it runs (a deferred
+import, so that `python -m harness --help` answers at once), and calls it with plain
+arguments: the same functions serve Python callers.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from backends import BACKENDS  # a tuple; importing backends/ imports no framework
 
 EPILOG = """examples:
   python -m harness run experiments/optimizers.yaml
@@ -61,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     chk.add_argument("file", help="the experiment's YAML file")
     chk.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                      help="override a dotted key, as for run (repeatable)")
-    chk.add_argument("--backend", action="append", choices=("numpy", "torch", "jax"),
+    chk.add_argument("--backend", action="append", choices=BACKENDS,
                      help="check only this backend of the file's (repeatable)")
     chk.add_argument("--limit", type=int, metavar="N", help="only the first N sweep points")
     chk.add_argument("--all-seeds", action="store_true",
@@ -93,15 +96,22 @@ def main(argv: list[str] | None = None) -> int:
               "OMP_NUM_THREADS set to its CPUs (one per trial)", file=sys.stderr)
         return 2
     if args.command == "run":
-        from .runner import run
+        from harness.run.runner import RunOptions, run
 
-        return run(args)
+        return run(args.file, args.set, RunOptions(
+            results=args.results, tracking_uri=args.tracking_uri, dry_run=args.dry_run,
+            executor=args.executor, workers=args.workers, threads=args.threads,
+            address=args.address, quiet=args.quiet))
     if args.command == "report":
-        from .report import report
+        from harness.judge.report import ReportOptions, report
 
-        return report(args)
+        return report(args.file, args.set, ReportOptions(results=args.results,
+                                                         tracking_uri=args.tracking_uri))
     if args.command == "check":
-        from .check import check
+        from harness.debug.check import CHECKS, CheckOptions, check
 
-        return check(args)
+        return check(args.file, args.set, CheckOptions(
+            only=tuple(args.only or CHECKS), batch=args.batch, samples=args.samples,
+            steps=args.steps, fraction=args.fraction, limit=args.limit,
+            backends=tuple(args.backend or ()), all_seeds=args.all_seeds))
     return 2

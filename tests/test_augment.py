@@ -7,19 +7,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.augment import (
+from harness.data.augment import (
     AUGMENTATIONS,
-    BOUNDS,
-    SPATIAL_DIMS,
     apply_augmentations,
     augmentation,
-    brightness,
     check_augmentations,
-    crop,
-    flip,
-    noise,
     resolve_augmentations,
 )
+from harness.data.augment.ops2d import brightness, crop, flip, noise
+from harness.data.augment.registry import BOUNDS, SPATIAL_DIMS
+
+
+def problems_of(*args, **kwargs) -> list[str]:
+    """check_augmentations' errors (ConfigError values) as the lines a user reads."""
+    return [str(e) for e in check_augmentations(*args, **kwargs)]
 
 ALL_OPS = ["flip", "crop", "brightness", "noise"]
 
@@ -41,7 +42,7 @@ def test_every_op_keeps_shape_and_input_and_is_reproducible(shape, seed, op):
     x = batch(shape)
     x.flags.writeable = False  # tasks hand out read-only arrays; a write would raise
     before = x.copy()
-    fn, defaults = AUGMENTATIONS[op]
+    fn, defaults = AUGMENTATIONS[op].fn, AUGMENTATIONS[op].defaults
     out = fn(x, np.random.default_rng(seed), **defaults)
     again = fn(x, np.random.default_rng(seed), **defaults)
     assert out.shape == x.shape and out.dtype == np.float32
@@ -165,7 +166,7 @@ def test_per_channel_brightness_changes_the_colour_balance():
 
 
 def test_specs_are_checked_all_at_once_and_resolved_with_defaults():
-    problems = check_augmentations(
+    problems = problems_of(
         [
             "flp",
             {"name": "noise", "sd": 1},
@@ -194,7 +195,7 @@ def test_a_3d_op_registers_in_one_decorator():
 
     try:
         assert check_augmentations(["shift3d"], input_shape=(1, 8, 8, 8)) == []
-        assert "3 spatial axes" in check_augmentations(["shift3d"], input_shape=(1, 8, 8))[0]
+        assert "3 spatial axes" in problems_of(["shift3d"], input_shape=(1, 8, 8))[0]
         out = apply_augmentations(batch((2, 1, 2, 2, 3)), ["shift3d"], np.random.default_rng(0))
         assert out.shape == (2, 1, 2, 2, 3)
     finally:

@@ -8,8 +8,15 @@ import pytest
 from conftest import needs
 from scipy import stats
 
-from harness.claims import _ms, evaluate_claims, higher_is_better, judge, matches, write_markdown
-from harness.schema import Claim
+from harness.config.schema import Claim
+from harness.judge.claims import (
+    _ms,
+    evaluate_claims,
+    higher_is_better,
+    judge,
+    matches,
+    write_markdown,
+)
 
 
 def rows(values: dict[str, list[float]], metric="val/accuracy", backend="numpy"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import config
-from harness.validate import ConfigErrors
+from harness.config.validate import ConfigErrors
 
 ROOT = Path(__file__).resolve().parents[1]
 

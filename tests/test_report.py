@@ -120,7 +120,7 @@ def test_every_experiment_runs_and_reports_shrunken(tmp_path, store, name):
 def test_loss_axis_limits_ignore_a_diverged_line_and_a_band_through_zero():
     import numpy as np
 
-    from harness.plots import _loss_limits, short
+    from harness.draw.curves import _loss_limits, short
 
     finished = (np.array([2.3, 0.5, 0.1]), True)
     diverged = (np.array([2.4, 1e6, np.nan]), False)

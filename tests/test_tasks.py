@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from harness.tasks import TASKS, Dataset, load_task, register
-from harness.tasks import mnist1d as mnist1d_module
-from harness.tasks.mario import Physics, simulate
+from harness.data.tasks import TASKS, Dataset, load_task, register
+from harness.data.tasks import mnist1d as mnist1d_module
+from harness.data.tasks.mario import Physics, simulate
 
 EXPECTED = {
     # name: (kind, loss, metric, input_shape, n_outputs, sizes)
@@ -71,13 +71,14 @@ def test_registry_describes_each_task():
 
 
 def test_check_options_reports_every_problem():
-    problems = TASKS["mario"].check_options({"n_trian": 5, "noise": "big", "frames": True})
+    problems = [e.message for e in
+                TASKS["mario"].check_options({"n_trian": 5, "noise": "big", "frames": True})]
     assert len(problems) == 3
     assert "did you mean 'n_train'" in problems[0]
     assert "expects float" in problems[1] and "str 'big'" in problems[1]
     assert "expects int" in problems[2]  # a YAML `true` is no int
     assert TASKS["mario"].check_options({"noise": 0}) == []  # an int is a fine float
-    assert "n_train must be in" in TASKS["digits"].check_options({"n_train": 5000})[0]
+    assert "n_train must be in" in TASKS["digits"].check_options({"n_train": 5000})[0].message
     with pytest.raises(ValueError, match="did you mean 'n_train'"):
         load_task("digits", n_trains=10)
     with pytest.raises(KeyError, match="did you mean 'digits'"):

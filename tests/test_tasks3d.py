@@ -9,19 +9,19 @@ import time
 import numpy as np
 import pytest
 
-from harness.augment import AUGMENTATIONS, apply_augmentations, check_augmentations
-from harness.augment3d import (
+from harness.data.augment import AUGMENTATIONS, apply_augmentations, check_augmentations
+from harness.data.augment import augment_pair
+from harness.data.augment.ops3d import (
     CUBE_ROTATIONS,
-    augment_pair,
     axis_angle_matrices,
     cube_rotate,
     jitter,
     rotate,
     rotate_volume,
 )
-from harness.tasks import TASKS, load_task, shapes3d
-from harness.tasks import sdf as sdf_task
-from harness.tasks.primitives import (
+from harness.data.tasks import TASKS, load_task, shapes3d
+from harness.data.tasks import sdf as sdf_task
+from harness.data.tasks.primitives import (
     CLASSES,
     SDFS,
     Primitives,
@@ -133,7 +133,7 @@ def test_shapes3d_task_loads_normalised_and_seed_driven(tmp_path):
         None,
     )
     assert info.options == {"n_train": 2000, "n_val": 500, "n_test": 500, "size": 16}
-    assert "size must be in" in info.check_options({"size": 100})[0]
+    assert "size must be in" in info.check_options({"size": 100})[0].message
     sizes = {"n_train": 100, "n_val": 50, "n_test": 0}
     data = load_task("shapes3d", seed=0, cache_dir=tmp_path, **sizes, size=32)
     assert data.input_shape == (1, 32, 32, 32) and data.n_outputs == 5 and data.x_test is None
@@ -259,12 +259,13 @@ def test_3d_ops_are_registered_for_three_spatial_axes_only():
     assert {"rotate", "jitter"} <= set(AUGMENTATIONS)
     assert check_augmentations(["rotate", "jitter"], input_shape=(1, 16, 16, 16)) == []
     problems = check_augmentations(["rotate", "jitter"], input_shape=(1, 8, 8))
-    assert len(problems) == 2 and all("3 spatial axes" in p for p in problems)
+    assert len(problems) == 2 and all("3 spatial axes" in p.message for p in problems)
     assert (
         "expected a value in [0.0, 180.0]"
-        in check_augmentations([{"name": "rotate", "degrees": 270.0}])[0]
+        in check_augmentations([{"name": "rotate", "degrees": 270.0}])[0].message
     )
-    assert "did you mean 'cube'?" in check_augmentations([{"name": "rotate", "mode": "cubic"}])[0]
+    assert "did you mean 'cube'?" in check_augmentations(
+        [{"name": "rotate", "mode": "cubic"}])[0].message
     with pytest.raises(ValueError, match="expected one of 'cube', 'any'"):
         apply_augmentations(
             volumes(), [{"name": "rotate", "mode": "cubic"}], np.random.default_rng()

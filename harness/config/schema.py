@@ -1,0 +1,91 @@
+"""The experiment file's schema: frozen dataclasses with commented defaults (SPEC 4.4).
+
+YAML only fills these in; `harness.validate` checks every key against them. A field's
+`metadata` may carry `choices` (the allowed names) and `check` (a range, as a predicate and
+the words that describe it), which the validator reports when a value falls outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backends.archs import ARCHS, Knobs
+from backends.fields import at_least, checked, choice, non_negative, positive
+from backends.init import INITS
+from backends.optim import OptimizerSpec
+from harness.names import METRICS
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskConfig:
+    name: str = choice("digits", (), "a task of harness.tasks")  # choices filled at runtime
+    # Any other key is an option of the chosen task (n_train, noise, ...), checked against
+    # that task's own defaults: see harness/tasks.
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(Knobs):
+    """The model: an arch, its initialisation, and the knobs of backends/archs.py `Knobs`
+    (activation, slope, maxout_k, batchnorm, dropout, depth, width, skips), inherited with
+    their defaults and ranges, so that each is declared once."""
+
+    arch: str = choice("mlp", ARCHS)
+    init: str = choice("he", INITS)
+    init_std: float = checked(0.01, positive, "> 0")  # the gaussian init's std
+
+
+# The optimizer: backends/optim.py's canonical rule, fields, defaults and ranges as they are.
+OptimizerConfig = OptimizerSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    epochs: int = checked(10, at_least(1), ">= 1")
+    batch_size: int = checked(64, at_least(1), ">= 1")  # ignored by gd, which takes all
+    dtype: str = choice("float32", ("float32", "float64"))
+    rng: str = choice("canonical", ("canonical", "native"))  # dropout masks: SPEC 4.2
+    compile: bool = False  # torch.compile for the torch backend
+    log_every: int = checked(1, at_least(1), ">= 1")  # train/loss every n steps
+    eval_train: bool = True  # also evaluate the training split each epoch (train/accuracy)
+    # per-layer diagnostics (harness/diagnostics.py) every n steps, as diag/<layer>/<quantity>;
+    # None: off, and the training loop is exactly what it is without them
+    diag_every: int | None = checked(None, at_least(1), ">= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A textbook claim that `report` judges over seeds (SPEC 4.6)."""
+
+    better: dict = field(default_factory=dict)  # dotted path -> value: this configuration
+    than: dict = field(default_factory=dict)  # ... against this one
+    where: dict = field(default_factory=dict)  # judge only the trials with these values
+    agree: str | None = None  # or: trials differing only in this axis (backend) agree ...
+    within: float = checked(1e-4, positive, "> 0")  # ... to this relative tolerance
+    metric: str = choice("val/accuracy", METRICS)  # final value, per seed
+    by_at_least: float = checked(0.0, non_negative, ">= 0")  # margin in the metric's units
+    higher_is_better: bool | None = None  # None: accuracy and throughput up, losses down
+    test: str = choice("welch", ("welch", "bootstrap"))
+    alpha: float = checked(0.05, lambda x: 0 < x < 1, "in (0, 1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    name: str = ""  # the MLflow experiment; letters, digits, - _ .
+    description: str = ""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: tuple = ()  # names or {name: ..., param: ...}: see harness/augment.py
+    backends: tuple[str, ...] = ("numpy",)
+    devices: tuple[str, ...] = ("cpu",)
+    seeds: tuple[int, ...] = (0,)
+    sweep: dict = field(default_factory=dict)  # dotted path -> list of values: the grid
+    expect: tuple[Claim, ...] = ()
+
+
+# What a trial's identity is made of: everything but these (SPEC 4.4).
+NOT_IN_TRIAL = ("description", "backends", "devices", "seeds", "sweep", "expect")
+# Sweep axes may point anywhere in the trial's config but at these.
+NOT_SWEEPABLE = ("name", *NOT_IN_TRIAL)

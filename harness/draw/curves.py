@@ -1,0 +1,185 @@
+"""Plots, drawn with matplotlib's Agg backend (no display); imported only when drawing."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curve(history: dict, title: str, path: Path) -> None:
+    """One trial's training loss per step, and validation loss per epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("train/loss", "-"), ("val/loss", "o-")):
+        points = history.get(key) or []
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, style, label=key, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _backends(rows) -> list[str]:
+    return list(dict.fromkeys(r["backend"] for r in rows))
+
+
+PREFIXES = ("model", "optimizer", "train", "task")
+
+
+def short(point: str) -> str:
+    """A sweep point as a legend reads it: 'model.init=he optimizer.lr=0.1' -> 'init=he
+    lr=0.1' (the section names add nothing once the axis is named)."""
+    return re.sub(rf"(^|\s)({'|'.join(PREFIXES)})\.", r"\1", point) or "(no sweep)"
+
+
+def _drawable(values):
+    """NaN where a diverged trial's value is infinite or too big for an axis to hold."""
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v) & (np.abs(v) < 1e30), v, np.nan)
+
+
+def _plain_log_ticks(ax) -> None:
+    """Log-axis ticks as 0.2, 0.5, 1, 2, 5 instead of 2x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"
+                                               if f"{v:.0e}"[0] in "25" else ""))
+
+
+def _loss_limits(lines: list[tuple[list, bool]]) -> tuple[float | None, float | None]:
+    """A log-scale loss axis's (bottom, top). Top: 3x the highest starting loss among the
+    lines that did not diverge, so that one blown-up trial does not flatten every other
+    curve. Bottom: half the lowest mean, so that a band of mean - std that reaches zero
+    (one seed far below the others) does not stretch the axis down by decades."""
+    starts = [mean[0] for mean, ok in lines if ok and len(mean)]
+    lows = [np.nanmin(m) for m, _ in lines if np.isfinite(m).any() and np.nanmin(m) > 0]
+    return (0.5 * min(lows) if lows else None), (3 * max(starts) if starts else None)
+
+
+def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
+           title: str) -> None:
+    """One panel per backend; one line per sweep point: the mean over seeds, with a band of
+    one standard deviation. One legend for all panels (a point keeps its colour on every
+    backend); failed and diverged trials are counted in it, per backend, and dotted."""
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+    backends = _backends(rows)
+    fig, axes = plt.subplots(1, len(backends), figsize=(4.5 * len(backends) + 3.5, 3.8),
+                             squeeze=False, sharey=True, layout="constrained")
+    order = list(dict.fromkeys(r["point"] for r in rows))
+    colour = {p: f"C{i % 10}" for i, p in enumerate(order)}
+    seeds: dict[str, int] = {}  # point -> the most seeds drawn on any backend
+    bad: dict[str, list[str]] = {}  # point -> ['numpy: 3 diverged', ...]
+    drawn = []  # (mean, finished) of every line on every panel: the shared axis's limits
+    for ax, backend in zip(axes[0], backends):
+        points: dict[str, list] = {}
+        status: dict[str, list] = {}
+        for row in rows:
+            if row["backend"] != backend:
+                continue
+            status.setdefault(row["point"], []).append(row["status"])
+            series = hist.get(row["hash"], {}).get(key)
+            if series:
+                points.setdefault(row["point"], []).append(series)
+        for point, series in points.items():
+            steps, mean, low, high = (_drawable(a) for a in mean_band(series))
+            failed = [s for s in status[point] if s != "finished"]
+            seeds[point] = max(seeds.get(point, 0), len(series))
+            for what in sorted(set(failed)):
+                bad.setdefault(point, []).append(f"{backend}: {failed.count(what)} {what}")
+            ax.plot(steps, mean, color=colour[point], linestyle=":" if failed else "-")
+            ax.fill_between(steps, low, high, color=colour[point], alpha=0.2)
+            drawn.append((list(mean), not failed))
+        ax.set_title(f"{backend}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        if not points:
+            ax.text(0.5, 0.5, "no finished trial", ha="center", transform=ax.transAxes)
+    if "loss" in key:  # once, after every panel is drawn: the y axis is shared
+        ax = axes[0][0]
+        ax.set_yscale("log")
+        bottom, top = _loss_limits([(np.asarray(m, float), ok) for m, ok in drawn])
+        if top is not None and top < ax.get_ylim()[1]:
+            ax.set_ylim(top=top)
+        if bottom is not None and bottom > ax.get_ylim()[0]:
+            ax.set_ylim(bottom=bottom)
+        _plain_log_ticks(ax)
+    handles = [Line2D([], [], color=colour[p], linestyle=":" if p in bad else "-")
+               for p in order if p in seeds]
+    labels = [f"{short(p)} (n={seeds[p]}" + "".join(f"; {b}" for b in bad.get(p, [])) + ")"
+              for p in order if p in seeds]
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="outside right center")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def finals(summary, metric: str, path: Path, title: str) -> None:
+    """The final metric per sweep point (x) and backend (bars), mean +- std over seeds."""
+    plt = _pyplot()
+    points = list(dict.fromkeys(summary["point"]))
+    backends = list(dict.fromkeys(summary["backend"]))
+    width = 0.8 / max(1, len(backends))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(points) * max(1, len(backends) / 2)), 4))
+    for j, backend in enumerate(backends):
+        sub = summary[summary["backend"] == backend].set_index("point").reindex(points)
+        mean = sub.get(f"{metric} mean", np.full(len(points), np.nan))
+        std = sub.get(f"{metric} std", np.zeros(len(points)))
+        x = np.arange(len(points)) + (j - (len(backends) - 1) / 2) * width
+        ax.bar(x, np.nan_to_num(np.asarray(mean, float)), width, yerr=np.nan_to_num(
+            np.asarray(std, float)), capsize=3, label=backend)
+        for xi, (_, r) in zip(x, sub.iterrows()):
+            bad = int(r.get("n_failed", 0) or 0) + int(r.get("n_diverged", 0) or 0)
+            if bad:
+                ax.annotate(f"{bad} failed/diverged", (xi, 0), rotation=90, fontsize=7,
+                            ha="center", va="bottom", color="red")
+    ax.set_xticks(np.arange(len(points)), [short(p) for p in points], rotation=20, ha="right",
+                  fontsize=7)
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title(title)
+    ax.legend(title="backend", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def throughput(summary, path: Path, title: str) -> None:
+    """Training samples/s per backend (bars) and sweep point, mean +- std over seeds."""
+    finals(summary, "perf/samples_per_s", path, title)
+
+
+def mean_band(series: list[list[tuple[int, float]]]):
+    """Align per-seed (step, value) series on their steps: (steps, mean, low, high)."""
+    steps = sorted({s for one in series for s, _ in one})
+    index = {s: i for i, s in enumerate(steps)}
+    grid = np.full((len(series), len(steps)), np.nan)
+    for i, one in enumerate(series):
+        for s, v in one:
+            grid[i, index[s]] = v if np.isfinite(v) else np.nan  # a diverged step: a gap
+    with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(grid, axis=0)
+            std = np.nanstd(grid, axis=0)
+    return np.asarray(steps), mean, mean - std, mean + std

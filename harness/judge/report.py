@@ -1,0 +1,202 @@
+"""`harness report`: rebuild results/<name>/ from MLflow alone (SPEC 4.6).
+
+    trials.csv    one row per trial of the file's grid: config, final metrics, status
+    summary.csv   mean, std and count over seeds per configuration, backend and device
+    curves.png    training loss per step, one line per sweep value with a band over seeds
+    val_curves.png  the validation metric per epoch, likewise
+    final.png     the final validation metric per sweep value and backend, with error bars
+    throughput.png  training samples/s per backend and sweep value
+    claims.md     the verdict on each `expect:` claim, also printed
+
+Trials of the grid that the store lacks are listed as missing; FAILED and diverged trials
+are kept in every table and counted on the plots, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import backends
+from backends.optim import OptimizerSpec
+from harness.config import ConfigErrors, Trial, load
+from harness.data.tasks import TASKS
+from harness.draw.curves import curves, finals, short, throughput
+from harness.draw.layers import draw as draw_layers
+from harness.draw.volumes import slices, surfaces
+from harness.errors import refuse
+from harness.judge.claims import evaluate_claims, write_markdown
+from harness.names import LAYERS_TAG, TRIAL_TAG, parse_diag
+from harness.run.results import TrialsTable
+from harness.run.tracking import Tracker, default_uri
+from harness.run.train import dataset, model_for
+
+STATUSES = ("finished", "diverged", "failed", "killed", "missing")
+
+
+def latest_runs(tracker, trials) -> dict[str, object]:
+    """trial hash -> its run: the FINISHED one if any, else the most recent."""
+    wanted = {t.hash for t in trials}
+    best: dict[str, object] = {}
+    for run in sorted(tracker.runs(), key=lambda r: r.info.start_time or 0):
+        h = run.data.tags.get(TRIAL_TAG)
+        if h not in wanted:
+            continue
+        if h in best and best[h].info.status == "FINISHED" and run.info.status != "FINISHED":
+            continue
+        best[h] = run
+    return best
+
+
+def histories(tracker, runs: dict, keys: tuple[str, ...]) -> dict[str, dict[str, list]]:
+    """run hash -> key -> [(step, value)] from MLflow's metric history."""
+    return {h: {k: tracker.history(run.info.run_id, k) for k in keys} for h, run in runs.items()}
+
+
+def summarise(rows: list[dict]):
+    """mean, std and count over seeds of every metric, per point, backend and device."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    keys = ["point", "backend", "device"]
+    metrics = [c for c in df.columns if "/" in c and not c.startswith("diag/")]  # per layer
+    for c in metrics:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    groups = df.groupby(keys, sort=False)
+    if metrics:
+        out = groups[metrics].agg(["mean", "std", "count"])
+        out.columns = [f"{m} {stat}" for m, stat in out.columns]
+    else:
+        out = groups.size().to_frame("trials")
+    counts = df.pivot_table(index=keys, columns="status", values="hash", aggfunc="count",
+                            fill_value=0, sort=False).reindex(out.index, fill_value=0)
+    for status in STATUSES:
+        out[f"n_{status}"] = counts[status].astype(int) if status in counts else 0
+    return out.reset_index()
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Where `harness report` reads and writes; the CLI's flags, with its defaults."""
+
+    results: str | Path = "results"  # writes <results>/<name>/
+    tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else the results' sqlite
+
+
+def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
+    """Tables, plots and claims.md of an experiment file from MLflow; the exit code."""
+    try:
+        exp, trials = load(file, list(overrides))
+    except ConfigErrors as exc:
+        return refuse(exc.errors)
+    args = options
+    results = Path(args.results)
+    uri = args.tracking_uri or default_uri(results)
+    tracker = Tracker(uri, exp.name)
+    runs = latest_runs(tracker, trials)
+    out = results / exp.name
+    table = TrialsTable(out / "trials.csv", trials)
+    for t in trials:
+        if t.hash in runs:
+            table.from_run(t, runs[t.hash])
+        else:
+            table.add(t, "missing", {}, "", "no run in the store")
+    table.write()
+    rows = [table.rows[t.hash] for t in trials]
+    summary = summarise(rows)
+    summary.to_csv(out / "summary.csv", index=False)
+
+    metric = TASKS[exp.task.name].metric
+    hist = histories(tracker, runs, ("train/loss", metric))
+    by_trial = {t.hash: t for t in trials}
+    curves(hist, by_trial, rows, "train/loss", out / "curves.png", f"{exp.name}: training loss")
+    curves(hist, by_trial, rows, metric, out / "val_curves.png", f"{exp.name}: {metric}")
+    finals(summary, metric, out / "final.png", f"{exp.name}: final {metric}")
+    throughput(summary, out / "throughput.png", f"{exp.name}: training throughput")
+    _extra_plots(exp, trials, runs, tracker, out)
+
+    verdicts = evaluate_claims(exp.expect, rows) if exp.expect else []
+    if verdicts:
+        text = write_markdown(verdicts, out / "claims.md")
+    else:  # still written, so that every experiment's results hold the same files
+        text = ""
+        (out / "claims.md").write_text("# Claims\n\nThis experiment states none (its "
+                                       "`expect:` is empty): read its plots.\n")
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    print(f"{exp.name}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}"
+          f"); wrote {out}/", file=sys.stderr)
+    if text:
+        print(text)
+    return 0
+
+
+def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:
+    """Hook for task-specific pictures (3D slices) and diagnostics: with train.diag_every
+    set, harness/draw/layers.py's diagnostics.png and diag_layers.png."""
+    if exp.train.diag_every or any(t.experiment.train.diag_every for t in trials):
+        draw_layers(diagnostics(tracker, trials, runs), out, exp.name)
+    if exp.task.name == "sdf":
+        _sdf_pictures(trials, runs, tracker, out)
+
+
+def _sdf_pictures(trials, runs, tracker, out: Path, scenes: int = 3, points: int = 4) -> None:
+    """Slices and surfaces of validation scenes as each sweep point's trial predicts them
+    (up to `points` of them, side by side), from each run's final parameters (params.npz),
+    predicted by the NumPy reference. One seed for all, the one finished at the most
+    points: the validation scenes depend on the seed."""
+    done = [t for t in trials if t.hash in runs and runs[t.hash].info.status == "FINISHED"]
+    if not done:
+        return
+    seeds = sorted({t.seed for t in done})
+    seed = max(seeds, key=lambda s: (len({t.point_label for t in done if t.seed == s}), -s))
+    chosen: dict[str, Trial] = {}
+    for t in done:
+        if t.seed == seed and len(chosen) < points:
+            chosen.setdefault(t.point_label, t)
+    preds = {}
+    for label, t in chosen.items():  # short labels, unless two of them collide
+        name = short(label) if short(label) not in preds else label
+        preds[name] = _predict(t, runs[t.hash], tracker, scenes)
+    t = next(iter(chosen.values()))
+    data = dataset(t.config["task"], seed)
+    x, y = data.x_val[:scenes], data.y_val[:scenes]
+    slices(x, preds, y, out / "slices.png", f"{out.name}: validation scenes, seed {seed}")
+    surfaces({k: v[0] for k, v in preds.items()}, y[0], out / "surfaces.png",
+             f"{out.name}: predicted and true surface of validation scene 0, seed {seed}")
+
+
+def _predict(t, run, tracker, scenes: int) -> np.ndarray:
+    """The trial's predictions of the first validation scenes, (scenes, 1, D, H, W)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = dict(np.load(tracker.download(run.info.run_id, "params.npz", tmp)))
+    data = dataset(t.config["task"], t.seed)
+    spec = model_for(t, data)
+    shapes, buffer_shapes = backends.spec.param_shapes(spec)
+    trainer = backends.load("numpy").build(
+        spec, {k: arrays[k] for k in shapes}, {k: arrays[k] for k in buffer_shapes},
+        OptimizerSpec(name="sgd", lr=1.0))
+    return trainer.forward(data.x_val[:scenes])
+
+
+def diagnostics(tracker, trials, runs) -> list[tuple[object, list[str], dict]]:
+    """[(trial, layers in forward order, {(layer, quantity): [(step, value)]})], one per sweep
+    point, in grid order: the first trial of each point that logged diagnostics. The order
+    is the run's `harness.layers` tag (written by the run, so that no model is built here)."""
+    chosen = {}
+    for t in trials:
+        run = runs.get(t.hash)
+        if run is None or t.point_label in chosen:
+            continue
+        keys = [k for k in run.data.metrics if parse_diag(k)]
+        if keys:
+            chosen[t.point_label] = (t, run, keys)
+    out = []
+    for t, run, keys in chosen.values():
+        series = {parse_diag(k): sorted(tracker.history(run.info.run_id, k)) for k in keys}
+        order = [p for p in run.data.tags.get(LAYERS_TAG, "").split(",") if p]
+        out.append((t, order, series))
+    return out

@@ -1,0 +1,180 @@
+"""`harness run`: read, check, expand, skip what is done, train the rest, log, tabulate.
+
+The driver creates the experiment and the parent run before any trial starts; where the
+trials run, and who writes their records, is executors.py's business (SPEC 4.5).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import ConfigErrors, Trial, load
+from harness.errors import refuse
+from harness.names import EXECUTOR_TAG, FILE_TAG, STATUS_TAG, TRIALS_TAG
+from harness.run import executors
+from harness.run.preflight import preflight
+from harness.run.results import TrialsTable
+from harness.run.threads import cores
+from harness.run.tracking import Tracker, TrackingUnavailable, default_uri
+from harness.run.train import Outcome
+
+EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class Progress:
+    """On a terminal, a tqdm bar over trials with the running trial's epoch and loss; in a
+    log (stderr a pipe or a file: CI, `| tee`), one line per finished trial and no bar, whose
+    carriage-return updates would leave hundreds of repeated lines; `--quiet`: nothing."""
+
+    def __init__(self, total: int, done: int, name: str, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=name, unit="trial",
+                            dynamic_ncols=True, file=sys.stderr)
+
+    def epoch(self, trial: Trial, epoch: int, epochs: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{trial.label} epoch {epoch}/{epochs} loss {loss:.4g}")
+
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        elif not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_line(n: int, total: int, trial: Trial, outcome: Outcome, wall_s: float) -> str:
+    keys = [k for k in ("val/accuracy", "val/mae", "val/loss") if k in outcome.final]
+    shown = "  ".join(f"{k}={outcome.final[k]:.4g}" for k in keys)
+    why = f"  ({outcome.error})" if outcome.error else ""
+    return (f"[{n:>{len(str(total))}}/{total}] {outcome.status.upper():<8} {trial.label}  "
+            f"{shown}  {wall_s:.1f} s{why}")
+
+
+class _Interrupted(KeyboardInterrupt):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Interrupted(f"signal {signum}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `harness run` runs a file; the CLI's flags, with its defaults."""
+
+    results: str | Path = "results"  # tables and plots go to <results>/<name>/
+    tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else the results' sqlite
+    dry_run: bool = False  # list the trials, run nothing
+    executor: str = "local"  # local, pool or ray
+    workers: int | None = None  # pool workers (default: the cores)
+    threads: int | None = None  # BLAS and torch threads per trial (local and pool)
+    address: str | None = None  # the Ray cluster (default: a local one)
+    quiet: bool = False  # no progress bar or per-trial lines
+
+
+def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
+    """Sweep an experiment file: the exit code of SPEC 1 (0, 1, 2 or 130)."""
+    o = options
+    try:
+        exp, trials = load(file, list(overrides))
+    except ConfigErrors as exc:
+        return refuse(exc.errors)
+    errors = preflight(str(file), trials, exp.sweep)
+    if errors:
+        return refuse(errors)
+    if o.dry_run:
+        return _dry_run(exp, trials)
+
+    results = Path(o.results)
+    uri = o.tracking_uri or default_uri(results)
+    try:
+        tracker = Tracker(uri, exp.name)
+    except TrackingUnavailable as exc:
+        print(f"{exc}\nnothing was run or written; start the server or pass another "
+              "--tracking-uri", file=sys.stderr)
+        return EXIT_TRIAL_FAILED
+    stale = tracker.close_stale()
+    done = tracker.finished()
+    table = TrialsTable(results / exp.name / "trials.csv", trials)
+    for t in trials:
+        if t.hash in done:
+            table.from_run(t, done[t.hash])
+    todo = [t for t in trials if t.hash not in done]
+    progress = Progress(len(trials), len(trials) - len(todo), exp.name, o.quiet)
+    if not o.quiet:
+        progress.line(f"{exp.name}: {len(trials)} trials, {len(trials) - len(todo)} already "
+                      f"finished, {len(todo)} to run; tracking {uri}"
+                      + (f"; marked {stale} stale RUNNING runs KILLED" if stale else ""))
+    parent = tracker.start_parent(f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                  {FILE_TAG: str(file), TRIALS_TAG: str(len(trials)),
+                                   EXECUTOR_TAG: o.executor})
+    statuses: list[str] = []
+
+    def on_done(done) -> None:
+        """Every finished (or killed) trial, wherever it ran: its row and its line."""
+        out = done.outcome
+        table.add(done.trial, out.status, {**out.final, "time/wall_s": done.wall_s,
+                                            "time/setup_s": out.setup_s,
+                                            "time/train_s": out.train_s},
+                  done.run_id, out.error)
+        table.write()
+        statuses.append(out.status)
+        progress.advance()
+        progress.line(summary_line(len(statuses), len(todo), done.trial, out, done.wall_s))
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        execute(o, tracker, parent, todo, on_done, progress)
+    except KeyboardInterrupt:
+        tracker.end(parent, "KILLED")
+        table.write()
+        progress.close()
+        print(f"interrupted: trials that were running are marked KILLED; re-run "
+              f"{file} to finish the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    tracker.end(parent, "FINISHED")
+    table.write()
+    progress.close()
+    statuses += [done[t.hash].data.tags.get(STATUS_TAG, "finished") for t in trials
+                 if t.hash in done]
+    counts = {s: statuses.count(s) for s in ("finished", "diverged", "failed", "killed")}
+    print(f"{exp.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + f"; table {table.path}", file=sys.stderr)
+    return EXIT_OK if counts["finished"] == len(statuses) else EXIT_TRIAL_FAILED
+
+
+def execute(options: RunOptions, tracker, parent: str, todo: list[Trial], on_done,
+            progress) -> None:
+    if options.executor == "ray":
+        executors.run_ray(tracker, parent, todo, on_done, options.address)
+    elif options.executor == "pool" and len(todo) > 1:
+        executors.run_pool(tracker, parent, todo, on_done, options.workers or cores(),
+                           options.threads)
+    else:
+        executors.run_local(tracker, parent, todo, on_done, progress, options.threads)
+
+
+def _dry_run(exp, trials: list[Trial]) -> int:
+    print(f"{exp.name}: {len(trials)} trials (dry run: nothing is run or written)")
+    width = len(str(len(trials)))
+    for t in trials:
+        print(f"  {t.index:>{width}}  {t.hash}  {t.label}")
+    return EXIT_OK

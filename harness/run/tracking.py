@@ -1,0 +1,265 @@
+"""MLflow, exactly as SPEC 4.5 says: one experiment per `name`, a parent run per invocation,
+a child run per trial, step metrics written in batches off the training step.
+
+The driver is the one writer: with a local pool the workers hand their records back and
+the driver logs them, since SQLite takes one writer at a time. MLflow never sets KILLED by
+itself and leaves a killed run RUNNING, so `close_stale` marks RUNNING children of the
+experiment KILLED before a re-run starts (one invocation per experiment and store at a time).
+mlflow is imported here only, lazily: `import harness` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+from harness.names import (
+    HOST_TAG,
+    KIND_TAG,
+    PARENT_TAG,
+    POINT_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
+    VERSION_TAG,
+)
+
+BATCH = 1000  # MLflow's cap on metrics per log_batch call
+PARAM_BATCH = 100  # ... and on params
+
+
+def default_uri(results: str | Path) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(results) / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions from package metadata: importing torch or jax to ask would cost seconds."""
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "torch", "jax", "jaxlib", "optax", "mlflow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def context_tags() -> dict[str, str]:
+    tags = {f"{VERSION_TAG}{k}": v for k, v in library_versions().items()}
+    tags[HOST_TAG] = socket.gethostname()
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> dotted params, as strings (MLflow params are strings)."""
+    out = {}
+    for key, value in config.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, path))
+        elif isinstance(value, list):
+            out[path] = ",".join(v.get("name", str(v)) if isinstance(v, dict) else str(v)
+                                 for v in value) or "none"
+        else:
+            out[path] = str(value)
+    return out
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached; nothing was written."""
+
+
+class _Retrying:
+    """MlflowClient with SQLite's transient 'database is locked' retried, with backoff, for
+    up to a minute: several drivers may share one store (SPEC 6: 8 writers at once)."""
+
+    def __init__(self, client, patience_s: float = 60.0):
+        self._client, self._patience = client, patience_s
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        def call(*args, **kwargs):
+            deadline, pause = time.monotonic() + self._patience, 0.05
+            while True:
+                try:
+                    return method(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001 -- only 'locked' is retried
+                    if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+
+        return call
+
+
+@contextlib.contextmanager
+def _store_lock(path: Path | None):
+    """One process at a time creates a fresh SQLite store's tables and experiments."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Tracker:
+    """The driver's handle on one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        import logging
+
+        # bounded retries against a tracking server that is down, unless the user set them
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # their INFO lines would break the progress bar
+            logging.getLogger(name).setLevel(logging.WARNING)
+        path = _sqlite_path(uri)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
+        self.experiment = experiment
+        self.context = context_tags()  # on the parent and every child: versions, host, commit
+        try:
+            with _store_lock(path):
+                self.client = _Retrying(MlflowClient(tracking_uri=uri))
+                self._open(experiment, path)
+        except Exception as exc:
+            if path is not None:  # a local store's errors are what they say
+                raise
+            raise TrackingUnavailable(f"tracking server {uri} did not answer: "
+                                      f"{str(exc).splitlines()[0][:300]}") from None
+
+    def _open(self, experiment: str, path: Path | None) -> None:
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = None
+            if path is not None:  # keep artifacts beside the database, not in ./mlruns
+                location = (path.parent.resolve() / "mlartifacts" / experiment).as_uri()
+            # the kind makes MLflow 3's UI open the experiment on its training runs table
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=location,
+                    tags={"mlflow.experimentKind": "custom_model_development"})
+            except Exception as exc:  # noqa: BLE001 -- another driver created it first
+                if "already exists" not in str(exc):
+                    raise
+                self.experiment_id = self.client.get_experiment_by_name(
+                    experiment).experiment_id
+        else:
+            self.experiment_id = found.experiment_id
+
+    # ------------------------------------------------------------------ reading
+
+    def runs(self, status: str | None = None) -> list:
+        filt = f"attributes.status = '{status}'" if status else ""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filt,
+                                           max_results=1000, page_token=token)
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+    def finished(self) -> dict[str, object]:
+        """trial hash -> its FINISHED run (the latest, should there be more than one)."""
+        done = {}
+        for run in sorted(self.runs("FINISHED"), key=lambda r: r.info.start_time or 0):
+            trial = run.data.tags.get(TRIAL_TAG)
+            if trial:
+                done[trial] = run
+        return done
+
+    def close_stale(self) -> int:
+        """Mark RUNNING runs of this experiment KILLED: left by a killed invocation."""
+        stale = self.runs("RUNNING")
+        for run in stale:
+            self.client.set_tag(run.info.run_id, STATUS_TAG, "killed")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
+
+    # ------------------------------------------------------------------ writing
+
+    def start_parent(self, name: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={**self.context, **tags, KIND_TAG: "parent"})
+        return run.info.run_id
+
+    def start_trial(self, parent_id: str, trial, tags: dict[str, str],
+                    start_time: int | None = None) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=trial.label, start_time=start_time,
+            tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash,
+                  KIND_TAG: "trial", POINT_TAG: trial.point_label})
+        params = flatten(trial.config)
+        params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(run.info.run_id, params=items[i:i + PARAM_BATCH])
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, rows: list[tuple[str, float, int, int]]) -> None:
+        """rows of (key, value, step, timestamp ms), written BATCH at a time."""
+        from mlflow.entities import Metric
+
+        items = [Metric(k, float(v), int(ts), int(step)) for k, v, step, ts in rows]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + BATCH])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(run_id, tags=items[i:i + PARAM_BATCH])
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        self.client.log_artifacts(run_id, str(folder))
+
+    def end(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status, end_time=end_time)
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """A metric's (step, value) pairs, as logged."""
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def download(self, run_id: str, artifact: str, folder: str | Path) -> Path:
+        """One artifact of a run, copied into `folder`; its local path."""
+        return Path(self.client.download_artifacts(run_id, artifact, str(folder)))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

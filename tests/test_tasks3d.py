@@ -9,8 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from harness.data.augment import AUGMENTATIONS, apply_augmentations, check_augmentations
-from harness.data.augment import augment_pair
+from harness.data.augment import (
+    AUGMENTATIONS,
+    apply_augmentations,
+    augment_pair,
+    check_augmentations,
+)
 from harness.data.augment.ops3d import (
     CUBE_ROTATIONS,
     axis_angle_matrices,

@@ -17,6 +17,7 @@ import re
 import typing
 from dataclasses import dataclass
 
+import backends
 from harness.config import schema
 from harness.config.validate import BAD, Checker, apply_overrides, get_path, load_file, set_path
 from harness.data.augment import check_augmentations, resolve_augmentations
@@ -253,8 +254,6 @@ def _resolve_auto(backend: str, device: str) -> str:
     """'auto' becomes the device the trial will really run on, so that it is in the hash."""
     if device != "auto":
         return device
-    import backends
-
     if not backends.installed(backend):
         return "cpu"  # the preflight reports the missing framework
     return "gpu" if "gpu" in backends.load(backend).devices() else "cpu"

@@ -45,9 +45,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import backends
 from backends.spec import ModelSpec, dropout_masks, param_shapes
+from harness.config import load
 from harness.errors import ConfigError, ConfigErrors, refuse
 from harness.names import streams
 from harness.run.preflight import preflight
@@ -352,8 +354,6 @@ def run_checks(trial, options: CheckOptions = CheckOptions(),
 def _single_threaded():
     """One BLAS and one torch thread while checking: a batch of 8 has nothing to split, and
     on a loaded 2-core machine torch's two threads made a LeNet forward 50x slower."""
-    from threadpoolctl import threadpool_limits
-
     torch = sys.modules.get("torch")  # imported by the preflight if a trial needs it
     before = torch.get_num_threads() if torch is not None else None
     with threadpool_limits(limits=1, user_api="blas"):
@@ -368,10 +368,8 @@ def _single_threaded():
 
 def check(file, overrides=(), options: CheckOptions = CheckOptions()) -> int:
     """`harness check FILE`: print one row per check; the exit code (module docstring)."""
-    from harness import config
-
     try:
-        exp, trials = config.load(file, list(overrides))
+        exp, trials = load(file, list(overrides))
     except ConfigErrors as exc:
         return refuse(exc.errors)
     unknown = [b for b in options.backends if b not in exp.backends]

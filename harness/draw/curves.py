@@ -10,7 +10,7 @@ import numpy as np
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # deferred, for the whole room: ~0.3 s, and only drawing needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -58,7 +58,7 @@ def _drawable(values):
 
 def _plain_log_ticks(ax) -> None:
     """Log-axis ticks as 0.2, 0.5, 1, 2, 5 instead of 2x10^-1."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # deferred with matplotlib (_pyplot)
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"
@@ -80,7 +80,7 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
     """One panel per backend; one line per sweep point: the mean over seeds, with a band of
     one standard deviation. One legend for all panels (a point keeps its colour on every
     backend); failed and diverged trials are counted in it, per backend, and dotted."""
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # deferred with matplotlib (_pyplot)
 
     plt = _pyplot()
     backends = _backends(rows)

@@ -42,7 +42,7 @@ def draw(points: list[tuple[object, list[str], dict]], out: Path, title: str) ->
     if not points:
         return []
     plt = _pyplot()
-    import matplotlib as mpl
+    import matplotlib as mpl  # deferred with matplotlib (curves._pyplot)
 
     logged = {q for _, _, s in points for _, q in s}
     rows = [q for q in QUANTITIES if q in logged]

@@ -109,7 +109,7 @@ def slices(
 
 def _surface_panel(ax, volume: np.ndarray, name: str) -> None:
     """Marching cubes at level 0 into a 3D axis, or an empty panel saying why not."""
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # deferred with matplotlib
 
     size = volume.shape
     ax.set_xlim(0, size[0] - 1)
@@ -128,7 +128,7 @@ def _surface_panel(ax, volume: np.ndarray, name: str) -> None:
             color="gray",
         )
         return
-    from skimage.measure import marching_cubes
+    from skimage.measure import marching_cubes  # deferred: ~1 s, only sdf surfaces need it
 
     verts, faces, _, _ = marching_cubes(volume, level=0.0)  # (V, 3) voxels, (F, 3) indices
     mesh = Poly3DCollection(verts[faces], alpha=0.8, linewidth=0.1, edgecolor="k")

@@ -168,7 +168,7 @@ def _decide(p_up: float, p_down: float, alpha: float, note: str = "") -> Judgeme
 def _ranks(a: np.ndarray, b: np.ndarray, alpha: float, rng_seed: int, diverged: int):
     """Mann-Whitney U of a (margin already subtracted) against b, one-sided both ways, with
     its permutation distribution (exact while C(n + m, n) <= 9999, else 9999 seeded draws)."""
-    from scipy import stats
+    from scipy import stats  # deferred: ~0.3 s, only judging needs it
 
     def p(alternative: str) -> float:
         method = stats.PermutationMethod(rng=np.random.default_rng(rng_seed))
@@ -182,7 +182,7 @@ def _ranks(a: np.ndarray, b: np.ndarray, alpha: float, rng_seed: int, diverged: 
 def _welch(a, b, margin: float, exact_a: bool, exact_b: bool, alpha: float) -> Judgement:
     """Welch's t-test of a - margin against b; against an exact side (a net at chance level
     on every seed), the one-sample t-test of the other side against its value."""
-    from scipy import stats
+    from scipy import stats  # deferred: ~0.3 s, only judging needs it
 
     if exact_b:
         up, down = [stats.ttest_1samp(a - margin, b.mean(), alternative=h).pvalue
@@ -199,7 +199,7 @@ def _welch(a, b, margin: float, exact_a: bool, exact_b: bool, alpha: float) -> J
 
 def _bootstrap(a, b, margin: float, alpha: float, rng_seed: int) -> Judgement:
     """The percentile bootstrap interval of mean(a) - mean(b), against the margin."""
-    from scipy import stats
+    from scipy import stats  # deferred: ~0.3 s, only judging needs it
 
     res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
                           confidence_level=1 - alpha, method="percentile", n_resamples=4999,

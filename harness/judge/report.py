@@ -59,7 +59,7 @@ def histories(tracker, runs: dict, keys: tuple[str, ...]) -> dict[str, dict[str,
 
 def summarise(rows: list[dict]):
     """mean, std and count over seeds of every metric, per point, backend and device."""
-    import pandas as pd
+    import pandas as pd  # deferred: ~0.5 s, only summaries need it
 
     df = pd.DataFrame(rows)
     keys = ["point", "backend", "device"]

@@ -138,7 +138,7 @@ def _is_server(uri: str) -> bool:
 
 def _init_worker(threads: int) -> None:
     try:
-        import torch
+        import torch  # deferred: only a worker that will train torch trials needs it
 
         torch.set_num_threads(threads)
     except ImportError:
@@ -207,7 +207,7 @@ def _pool_round(tracker, parent, queue, on_done, workers, threads, started) -> l
 def run_ray(tracker, parent: str, todo: list[Trial], on_done, address: str | None) -> None:
     """A Ray task per trial, asking for one CPU (and a GPU for a gpu trial); a local cluster
     when no address is given. Tasks are not retried: a crash is a KILLED trial."""
-    import ray
+    import ray  # deferred: ray takes seconds to import and only --executor ray needs it
 
     ray.init(address=address, include_dashboard=False, ignore_reinit_error=True,
              log_to_driver=False, configure_logging=False)

@@ -34,7 +34,7 @@ class Progress:
         self.quiet = quiet
         self.bar = None
         if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
+            from tqdm import tqdm  # deferred: a log (no terminal) never needs it
 
             self.bar = tqdm(total=total, initial=done, desc=name, unit="trial",
                             dynamic_ncols=True, file=sys.stderr)

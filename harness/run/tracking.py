@@ -11,6 +11,8 @@ mlflow is imported here only, lazily: `import harness` stays fast.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import platform
 import socket
@@ -120,8 +122,6 @@ def _store_lock(path: Path | None):
     if path is None:
         yield
         return
-    import fcntl
-
     with open(path.with_name(path.name + ".lock"), "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -134,13 +134,11 @@ class Tracker:
     """The driver's handle on one MLflow experiment."""
 
     def __init__(self, uri: str, experiment: str):
-        import logging
-
         # bounded retries against a tracking server that is down, unless the user set them
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # deferred: mlflow takes ~1 s to import
 
         for name in ("mlflow", "alembic"):  # their INFO lines would break the progress bar
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -46,7 +46,7 @@ def cache_path(cache_dir: Path) -> Path:
 
 def read_digits() -> dict[str, np.ndarray]:
     """scikit-learn's arrays: images (1797, 8, 8) float64 in 0..16 and target (1797,) int."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # deferred: scikit-learn takes ~1 s to import
 
     bunch = load_digits()
     return {"images": bunch.images, "target": bunch.target}

@@ -71,7 +71,7 @@ def cache_path(cache_dir: Path) -> Path:
 
 def generate() -> dict[str, np.ndarray]:
     """Run the package's generator: x (4000, 40), y (4000,), x_test (1000, 40), y_test, t (40,)."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args, make_dataset  # deferred: only when not cached
 
     args = get_dataset_args()
     package_args = {k: v for k, v in vars(args).items() if k != "url"}

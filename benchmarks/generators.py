@@ -2,8 +2,8 @@
 
     python -m benchmarks.generators [--scenes 1000] [--repeats 3]
 
-Times `harness.tasks.shapes3d.make_split` (occupancy grids of random primitives at 16^3 and
-32^3) and `harness.tasks.sdf.make_split` (the complete TSDF from analytic distances and the
+Times `harness.data.tasks.shapes3d.make_split` (occupancy grids of random primitives at 16^3 and
+32^3) and `harness.data.tasks.sdf.make_split` (the complete TSDF from analytic distances and the
 ray-cast partial view, 16^3), each from a fresh seed per repeat, and prints the median wall
 time. Both run once per task configuration and seed; `load` caches the result on disk.
 """

@@ -1,7 +1,7 @@
 """Harness overhead: a trial against the same steps in a bare loop, and the CLI's fixed costs
 (issue 4).
 
-`harness.train.run_trial` on digits/LeNet and mario/MLP against `bare_trial`: the same data,
+`harness.run.train.run_trial` on digits/LeNet and mario/MLP against `bare_trial`: the same data,
 weights, batches (the same seed streams) and backend trainer, stepped in a plain loop with no
 sink, no metrics and no divergence checks, evaluating the validation split once per epoch
 as the trial does (`eval_train` is off in both). Measured in one run, alternately; warm (the

@@ -1,6 +1,6 @@
 """The experiment file's schema: frozen dataclasses with commented defaults (SPEC 4.4).
 
-YAML only fills these in; `harness.validate` checks every key against them. A field's
+YAML only fills these in; `harness.config.validate` checks every key against them. A field's
 `metadata` may carry `choices` (the allowed names) and `check` (a range, as a predicate and
 the words that describe it), which the validator reports when a value falls outside.
 """
@@ -18,7 +18,7 @@ from harness.names import METRICS
 
 @dataclass(frozen=True, kw_only=True)
 class TaskConfig:
-    name: str = choice("digits", (), "a task of harness.tasks")  # choices filled at runtime
+    name: str = choice("digits", (), "a task of harness.data.tasks")  # choices filled at runtime
     # Any other key is an option of the chosen task (n_train, noise, ...), checked against
     # that task's own defaults: see harness/tasks.
     options: dict = field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 YAML is read with a safe loader (no tag ever constructs a Python object) that also reads
 `1e-3` as a number, as a user means it (PyYAML's YAML 1.1 resolver wants `1.0e-3`). The
-mapping then fills in the dataclasses of `harness.schema` field by field; nothing is checked
+mapping then fills in the dataclasses of `harness.config.schema` field by field; nothing is checked
 with `assert`. Unknown keys get a did-you-mean from difflib, as do unknown names.
 """
 

@@ -111,7 +111,7 @@ class Start:
     overhead benchmark): its data, shape-checked spec and initial weights, and a generator
     each for the data order, augmentation and dropout masks (module docstring)."""
 
-    data: object  # harness.tasks.base.Dataset
+    data: object  # harness.data.tasks.base.Dataset
     spec: object  # backends.spec.ModelSpec
     params: dict
     buffers: dict

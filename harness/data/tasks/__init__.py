@@ -10,7 +10,7 @@
     ((200, 1, 8, 8), (1, 8, 8), 10)
 
 Adding a task is one module with a frozen options dataclass and a loader decorated with
-`@register(name, kind=..., loss=..., metrics=..., options=...)` (see `harness.tasks.base`),
+`@register(name, kind=..., loss=..., metrics=..., options=...)` (see `harness.data.tasks.base`),
 plus its name in the import line below. A task whose metrics go beyond the loss and
 accuracy/MAE (sdf: MAE on the unknown region, surface IoU) registers an
 `extra_metrics(x, outputs, y, prefix)` function too.

@@ -6,7 +6,7 @@ CNNs and Shape Synthesis", CVPR 2017) and SGNN (Dai, Diller, Niessner, Sturm and
 Scans", CVPR 2020), on generated scenes: the network sees a partial TSDF with a
 known/unknown mask and regresses the complete TSDF.
 
-Scenes. One to `max_primitives` primitives of `harness.tasks.primitives` (kind uniform over
+Scenes. One to `max_primitives` primitives of `harness.data.tasks.primitives` (kind uniform over
 the five, size s ~ U(0.22, 0.32) x S voxels, random rotation and position inside the grid;
 overlaps allowed). All units are voxels.
 

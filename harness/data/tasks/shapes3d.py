@@ -1,6 +1,6 @@
 """`shapes3d`: which primitive fills this voxel grid? Five classes, at random pose and scale.
 
-Each sample is one primitive of `harness.tasks.primitives` (sphere, box, cylinder, cone,
+Each sample is one primitive of `harness.data.tasks.primitives` (sphere, box, cylinder, cone,
 torus; the label is its index in `CLASSES`), with random proportions, a uniformly random
 rotation (Shoemake's quaternions), a size s ~ U(0.22, 0.32) x S voxels and a random
 position that keeps it inside the grid. The occupancy is sdf <= 0 at the voxel centres, the

@@ -34,7 +34,9 @@ PARENT_TAG = "mlflow.parentRunId"
 # ---- metric keys -------------------------------------------------------------------------
 METRICS = ("train/loss", "train/loss_epoch", "train/eval_loss", "train/accuracy", "train/mae",
            "val/loss", "val/accuracy", "val/mae", "val/mae_unknown", "val/iou", "gap/accuracy",
-           "gap/loss", "perf/samples_per_s", "perf/step_ms")
+           "gap/loss", "perf/samples_per_s", "perf/step_ms",
+           # the held-out split, once after training (harness/run/train.py `_test`)
+           "test/loss", "test/accuracy", "test/mae", "test/mae_unknown", "test/iou")
 QUANTITIES = ("act_mean", "act_std", "dead_frac", "grad_norm", "update_ratio")  # diag/...
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")  # what MLflow allows in a metric key
 

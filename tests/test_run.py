@@ -208,3 +208,34 @@ def test_help_is_fast_and_imports_no_framework():
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--help"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--set" in proc.stdout
+
+
+def test_the_test_split_is_evaluated_once_after_training(tmp_path, small):
+    # issue 15: test/<metric> is logged once, at the last step, never while training, and
+    # equals the final weights evaluated on the task's held-out split
+    import numpy as np
+
+    import backends
+    from harness.config import load
+    from harness.run.train import dataset, model_for
+
+    assert run(tmp_path, small).returncode == 0
+    c = client(tmp_path)
+    trials = {t.hash: t for t in load(small)[1]}
+    for kid in children(tmp_path, "small"):
+        history = c.get_metric_history(kid.info.run_id, "test/accuracy")
+        last = max(m.step for m in c.get_metric_history(kid.info.run_id, "train/loss"))
+        assert [m.step for m in history] == [last], "logged once, at the last step"
+        assert len(c.get_metric_history(kid.info.run_id, "test/loss")) == 1
+        t = trials[kid.data.tags["harness.trial"]]
+        data = dataset(t.config["task"], t.seed)
+        spec = model_for(t, data)
+        arrays = dict(np.load(c.download_artifacts(kid.info.run_id, "params.npz",
+                                                   str(tmp_path))))
+        shapes, buffers = backends.spec.param_shapes(spec)
+        trainer = backends.load("numpy").build(spec, {k: arrays[k] for k in shapes},
+                                               {k: arrays[k] for k in buffers}, t.experiment
+                                               .optimizer)
+        predicted = trainer.forward(data.x_test).argmax(axis=1)
+        assert history[0].value == pytest.approx(float(np.mean(predicted == data.y_test)),
+                                                 abs=1e-12)

@@ -201,6 +201,8 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
     else:
         outcome.status = "finished"
     outcome.train_s = time.perf_counter() - t_train
+    if outcome.status == "finished" and data.x_test is not None:
+        _record([(k, v, step) for k, v in _test(exp, trainer, data).items()], sink, outcome)
     outcome.params = {**trainer.params(), **trainer.buffers()}
 
 
@@ -237,6 +239,14 @@ def _evaluation(exp, trainer, data) -> dict[str, float]:
         if "train/accuracy" in values:
             values["gap/accuracy"] = values["train/accuracy"] - values["val/accuracy"]
     return values
+
+
+def _test(exp, trainer, data) -> dict[str, float]:
+    """The held-out split, evaluated once, after training, at the last step: `test/...`. It
+    is never seen while training and never used to choose anything (SPEC 4.6); validation
+    is for looking and tuning, test for the verdict."""
+    extra = TASKS[exp.task.name].extra_metrics
+    return evaluate(trainer, data.x_test, data.y_test, data.kind, "test", data.y_std, extra)
 
 
 def _record(rows: list, sink: Sink, outcome: Outcome) -> None:

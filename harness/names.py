@@ -37,6 +37,17 @@ METRICS = ("train/loss", "train/loss_epoch", "train/eval_loss", "train/accuracy"
            "gap/loss", "perf/samples_per_s", "perf/step_ms",
            # the held-out split, once after training (harness/run/train.py `_test`)
            "test/loss", "test/accuracy", "test/mae", "test/mae_unknown", "test/iou")
+# time to target (`target:`): the steps and training seconds to first reach it; inf if never
+TARGET_METRICS = ("target/steps", "target/seconds")
+METRICS += TARGET_METRICS
+# metrics whose lower values are better; every other (accuracy, IoU, throughput) is higher
+LOWER_IS_BETTER = ("loss", "mae", "step_ms", "gap", "target/")
+
+
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in LOWER_IS_BETTER)
+
+
 QUANTITIES = ("act_mean", "act_std", "dead_frac", "grad_norm", "update_ratio")  # diag/...
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")  # what MLflow allows in a metric key
 

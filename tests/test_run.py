@@ -239,3 +239,40 @@ def test_the_test_split_is_evaluated_once_after_training(tmp_path, small):
         predicted = trainer.forward(data.x_test).argmax(axis=1)
         assert history[0].value == pytest.approx(float(np.mean(predicted == data.y_test)),
                                                  abs=1e-12)
+
+
+def test_time_to_target_is_the_first_epoch_that_reaches_it(tmp_path, store):
+    # issue 15: target/steps and target/seconds at the first epoch whose val/accuracy reaches
+    # the value; a trial that never reaches it gets inf (the worst), read back as inf
+    import math
+
+    f = tmp_path / "target.yaml"
+    f.write_text(SMALL.replace("epochs: 2", "epochs: 4") + "target: {metric: val/accuracy, "
+                 "value: 0.5}\n")
+    assert run(tmp_path, f).returncode == 0
+    c = client(tmp_path)
+    for kid in children(tmp_path, "small"):
+        accuracy = c.get_metric_history(kid.info.run_id, "val/accuracy")
+        first = min((m.step for m in accuracy if m.value >= 0.5), default=None)
+        steps = c.get_metric_history(kid.info.run_id, "target/steps")
+        assert first is not None and [m.value for m in steps] == [first]
+        assert 0 < kid.data.metrics["target/seconds"] < kid.data.metrics["time/train_s"]
+    f.write_text(f.read_text().replace("value: 0.5", "value: 1.0").replace("name: small",
+                                                                           "name: never"))
+    assert run(tmp_path, f).returncode == 0
+    for kid in children(tmp_path, "never"):
+        assert kid.data.metrics["target/steps"] >= 1e308  # MLflow's inf
+    with open(tmp_path / "results" / "never" / "trials.csv") as rows:
+        rows = list(csv.DictReader(rows))
+    assert all(math.isinf(float(r["target/steps"])) for r in rows)
+    # a second invocation reads the finished runs back from MLflow: still inf
+    assert run(tmp_path, f).returncode == 0
+    with open(tmp_path / "results" / "never" / "trials.csv") as rows:
+        assert all(math.isinf(float(r["target/steps"])) for r in csv.DictReader(rows))
+
+
+def test_a_target_on_a_metric_never_seen_while_training_is_refused(tmp_path, store):
+    f = tmp_path / "bad.yaml"
+    f.write_text(SMALL + "target: {metric: test/accuracy, value: 0.5}\n")
+    proc = run(tmp_path, f)
+    assert proc.returncode == 2 and "target.metric" in proc.stderr, proc.stderr

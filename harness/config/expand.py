@@ -168,6 +168,8 @@ def resolved(exp: schema.Experiment) -> dict:
     out["augment"] = [dict(a) for a in exp.augment]
     for key in schema.NOT_IN_TRIAL:
         out.pop(key)
+    if out["target"] is None:  # off: no param, no column, the records of a file without it
+        out.pop("target")
     return out
 
 

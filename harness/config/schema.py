@@ -70,6 +70,16 @@ class Claim:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Target:
+    """Time to target: the steps and training seconds until `metric` first reaches `value`
+    at an epoch's end (logged as target/steps and target/seconds; inf if it never does)."""
+
+    metric: str = choice("val/accuracy", [m for m in METRICS if m.split("/")[0] in
+                                          ("val", "train", "gap")])
+    value: float = 0.9  # reached: >= value (<= for a loss or an error)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Experiment:
     name: str = ""  # the MLflow experiment; letters, digits, - _ .
     description: str = ""
@@ -83,6 +93,7 @@ class Experiment:
     seeds: tuple[int, ...] = (0,)
     sweep: dict = field(default_factory=dict)  # dotted path -> list of values: the grid
     expect: tuple[Claim, ...] = ()
+    target: Target | None = None  # time to target; part of a trial's identity when set
 
 
 # What a trial's identity is made of: everything but these (SPEC 4.4).

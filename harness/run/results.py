@@ -9,7 +9,9 @@ metric and the timings.
 from __future__ import annotations
 
 import csv
+import math
 import os
+import sys
 from pathlib import Path
 
 from harness.config import Trial
@@ -25,6 +27,11 @@ def base_row(trial: Trial) -> dict:
             **flatten(trial.config)}
 
 
+def _from_store(value: float) -> float:
+    """MLflow stores an infinite metric (a target never reached) as the largest float."""
+    return math.copysign(math.inf, value) if abs(value) >= sys.float_info.max else value
+
+
 class TrialsTable:
     def __init__(self, path: Path, trials: list[Trial]):
         self.path = Path(path)
@@ -38,8 +45,9 @@ class TrialsTable:
     def from_run(self, trial: Trial, run) -> None:
         """A trial finished by an earlier invocation: its row from its MLflow run."""
         tags = run.data.tags
-        self.add(trial, tags.get(STATUS_TAG, "finished"), dict(run.data.metrics),
-                 run.info.run_id, tags.get(ERROR_TAG))
+        metrics = {k: _from_store(v) for k, v in run.data.metrics.items()}
+        self.add(trial, tags.get(STATUS_TAG, "finished"), metrics, run.info.run_id,
+                 tags.get(ERROR_TAG))
 
     def write(self) -> None:
         rows = [self.rows[h] for h in self.order if h in self.rows]

@@ -26,7 +26,7 @@ from backends.spec import dropout_layers, dropout_masks
 from harness.config import Trial
 from harness.data.augment import augment_pair
 from harness.data.tasks import TASKS, load_task
-from harness.names import streams
+from harness.names import TARGET_METRICS, lower_is_better, streams
 from harness.run.diagnostics import Diagnostics
 
 EVAL_BATCH = 1000  # evaluation is chunked only to bound memory
@@ -169,6 +169,7 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
 
     t_train = time.perf_counter()
     step = 0
+    target = _Target(exp.target)
     for epoch in range(1, tr.epochs + 1):
         rows, times, losses = [], [], []
         for xb, yb, masks in _batches(exp, s, batch):
@@ -192,6 +193,7 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
         values.update({"perf/step_ms": 1000 * step_s, "perf/samples_per_s": batch / step_s,
                        "epoch": epoch})
         rows += [(k, v, step) for k, v in values.items()]
+        rows += target.reached(values, step, time.perf_counter() - t_train)
         _record(rows, sink, outcome)
         sink.progress(epoch, tr.epochs, float(np.mean(losses)))
         if diverged:
@@ -201,6 +203,7 @@ def _train(trial: Trial, sink: Sink, outcome: Outcome) -> None:
     else:
         outcome.status = "finished"
     outcome.train_s = time.perf_counter() - t_train
+    _record(target.never(step), sink, outcome)
     if outcome.status == "finished" and data.x_test is not None:
         _record([(k, v, step) for k, v in _test(exp, trainer, data).items()], sink, outcome)
     outcome.params = {**trainer.params(), **trainer.buffers()}
@@ -239,6 +242,30 @@ def _evaluation(exp, trainer, data) -> dict[str, float]:
         if "train/accuracy" in values:
             values["gap/accuracy"] = values["train/accuracy"] - values["val/accuracy"]
     return values
+
+
+class _Target:
+    """Time to target (`target:`): target/steps and target/seconds at the first epoch whose
+    evaluation reaches the value; if the trial ends without, both are inf (the worst: MLflow
+    stores inf as the largest float, harness.run.results reads it back as inf)."""
+
+    def __init__(self, target):
+        self.target, self.done = target, target is None
+
+    def reached(self, values: dict, step: int, seconds: float) -> list:
+        if self.done or self.target.metric not in values:
+            return []
+        value, want = values[self.target.metric], self.target.value
+        if not (value <= want if lower_is_better(self.target.metric) else value >= want):
+            return []
+        self.done = True
+        return [("target/steps", float(step), step), ("target/seconds", seconds, step)]
+
+    def never(self, step: int) -> list:
+        if self.done:
+            return []
+        self.done = True
+        return [(k, math.inf, step) for k in TARGET_METRICS]
 
 
 def _test(exp, trainer, data) -> dict[str, float]:

@@ -20,6 +20,7 @@ STATUS_TAG = "harness.status"  # finished, diverged, failed, killed
 ERROR_TAG = "harness.error"  # why a trial failed, diverged or was killed
 KIND_TAG = "harness.kind"  # parent or trial
 POINT_TAG = "harness.point"  # the sweep point, in words
+PHASE_TAG = "harness.phase"  # "tune" on a tuning trial (a final trial has none)
 STEPS_TAG = "harness.steps"
 LAYERS_TAG = "harness.layers"  # with diagnostics: the model's leaves in forward order
 DEVICE_NAME_TAG = "harness.device_name"

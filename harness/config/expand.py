@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import re
 import typing
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 
 import backends
 from harness.config import schema
-from harness.config.validate import BAD, Checker, apply_overrides, get_path, load_file, set_path
+from harness.config.validate import BAD, Checker, set_path
 from harness.data.augment import check_augmentations, resolve_augmentations
 from harness.data.tasks import TASKS
-from harness.errors import ConfigErrors, suggest
+from harness.errors import suggest
 from harness.names import BACKENDS, DEVICES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -38,6 +37,7 @@ class Trial:
     device: str
     seed: int
     hash: str
+    phase: str = "final"  # "tune": a tuning trial (harness/config/tuning.py), else "final"
 
     @property
     def label(self) -> str:
@@ -261,47 +261,4 @@ def _resolve_auto(backend: str, device: str) -> str:
     return "gpu" if "gpu" in backends.load(backend).devices() else "cpu"
 
 
-def load(path, overrides: list[str] = ()) -> tuple[schema.Experiment, list[Trial]]:
-    """Read, check and expand an experiment file. Raises ConfigErrors with all errors."""
-    errors = []
-    try:
-        raw = load_file(path)
-    except ConfigErrors as exc:  # the overrides' own errors still come in the same report
-        raw, errors = {}, exc.errors
-    try:
-        raw, sources = apply_overrides(raw, list(overrides))
-    except ConfigErrors as exc:
-        errors += exc.errors
-    if errors:
-        raise ConfigErrors(errors)
-    ck = Checker(str(path), sources)
-    exp, task, _ = check_experiment(ck, raw)
-    task_defaults = dict(TASKS[task["name"]].options) if task else {}
-    axes = _check_sweep(ck, raw, raw.get("sweep", {}), task_defaults)
-    _check_claims(ck, raw, task_defaults)
-    if ck.errors:
-        raise ConfigErrors(ck.errors)
-
-    base = {k: v for k, v in raw.items() if k != "sweep"}
-    trials, index = [], 0
-    for combo in itertools.product(*axes.values()):
-        point = dict(zip(axes, combo))
-        point_raw = base
-        for key, value in point.items():
-            point_raw = set_path(point_raw, key, value)
-        sub = Checker(str(path))
-        point_exp, _, _ = check_experiment(sub, point_raw)
-        if sub.errors:  # axes that are fine alone but clash together
-            raise ConfigErrors([dataclasses.replace(e, path=f"sweep point {point}: {e.path}")
-                                for e in sub.errors])
-        config = resolved(point_exp)
-        for backend in exp.backends:
-            for device in dict.fromkeys(_resolve_auto(backend, d) for d in exp.devices):
-                for seed in exp.seeds:
-                    trials.append(Trial(index, point_exp, config, point, backend, device, seed,
-                                        trial_hash(config, backend, device, seed)))
-                    index += 1
-    return exp, trials
-
-
-__all__ = ["Trial", "load", "resolved", "trial_hash", "ConfigErrors", "get_path"]
+__all__ = ["Trial", "check_experiment", "path_exists", "resolved", "trial_hash"]

@@ -61,7 +61,11 @@ class Claim:
     than: dict = field(default_factory=dict)  # ... against this one
     where: dict = field(default_factory=dict)  # judge only the trials with these values
     agree: str | None = None  # or: trials differing only in this axis (backend) agree ...
-    within: float = checked(1e-4, positive, "> 0")  # ... to this relative tolerance
+    # or: these two configurations, [{model.init: he}, {model.init: xavier}], give the same
+    # metric within +-`within` (two one-sided tests)
+    equivalent: tuple[dict, ...] = ()
+    # agree: a relative tolerance; equivalent: the margin d in the metric's units (required)
+    within: float = checked(1e-4, positive, "> 0")
     metric: str = choice("val/accuracy", METRICS)  # final value, per seed
     by_at_least: float = checked(0.0, non_negative, ">= 0")  # margin in the metric's units
     higher_is_better: bool | None = None  # None: accuracy and throughput up, losses down
@@ -80,6 +84,21 @@ class Target:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Tune:
+    """Each arm (sweep point) tuned on validation before its claims are judged (issue 15):
+    every value of the grid on the tuning seeds, the best by `metric` (the final value, mean
+    over the tuning seeds) chosen, then the arm run on the experiment's seeds with it. A
+    DeepOBS-style protocol: the learning rate on a log grid, selected on validation, never on
+    test, with seeds of its own (Schneider et al. 2019; Choi et al. 2019 on why it matters)."""
+
+    grid: dict = field(default_factory=dict)  # dotted path -> list of values to try
+    log_grid: dict = field(default_factory=dict)  # dotted path -> [low, high, n]: n log-spaced
+    metric: str = choice("val/accuracy", [m for m in METRICS if m.split("/")[0] in
+                                          ("val", "train", "gap", "target")])
+    seeds: tuple[int, ...] = (1000,)  # the seeds that select; disjoint from the experiment's
+
+
+@dataclass(frozen=True, kw_only=True)
 class Experiment:
     name: str = ""  # the MLflow experiment; letters, digits, - _ .
     description: str = ""
@@ -94,9 +113,10 @@ class Experiment:
     sweep: dict = field(default_factory=dict)  # dotted path -> list of values: the grid
     expect: tuple[Claim, ...] = ()
     target: Target | None = None  # time to target; part of a trial's identity when set
+    tune: Tune | None = None  # tune each arm on validation first
 
 
 # What a trial's identity is made of: everything but these (SPEC 4.4).
-NOT_IN_TRIAL = ("description", "backends", "devices", "seeds", "sweep", "expect")
+NOT_IN_TRIAL = ("description", "backends", "devices", "seeds", "sweep", "expect", "tune")
 # Sweep axes may point anywhere in the trial's config but at these.
 NOT_SWEEPABLE = ("name", *NOT_IN_TRIAL)

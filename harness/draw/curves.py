@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.names import lower_is_better
+
 
 def _pyplot():
     import matplotlib  # deferred, for the whole room: ~0.3 s, and only drawing needs it
@@ -183,3 +185,42 @@ def mean_band(series: list[list[tuple[int, float]]]):
             mean = np.nanmean(grid, axis=0)
             std = np.nanstd(grid, axis=0)
     return np.asarray(steps), mean, mean - std, mean + std
+
+
+def sensitivity(arms: dict[str, list], metric: str, path: Path, title: str) -> None:
+    """The tuning curve of each arm: the selection metric against the tuned value (one knob:
+    its values on the x axis, log-scaled when they span a decade; several: the combinations
+    in grid order), the chosen one marked. arms: label -> [(values, mean score, n)]."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    knobs = {k for scores in arms.values() for v, _, _ in scores for k in v}
+    one = len(knobs) == 1 and all(isinstance(v[k], (int, float)) for scores in arms.values()
+                                  for v, _, _ in scores for k in v)
+    for label, scores in arms.items():
+        if not scores:
+            continue
+        ys = np.array([s for _, s, _ in scores], float)
+        xs = np.array([next(iter(v.values())) for v, _, _ in scores], float) if one else \
+            np.arange(len(scores))
+        drawable = np.isfinite(ys)
+        (line,) = ax.plot(xs[drawable], ys[drawable], "o-", ms=4, lw=1, label=short(label))
+        best = int(np.nanargmin(ys) if lower_is_better(metric) else np.nanargmax(ys)) \
+            if drawable.any() else None
+        if best is not None:
+            ax.plot([xs[best]], [ys[best]], "*", ms=12, color=line.get_color())
+    if one:
+        ax.set_xlabel(next(iter(knobs)))
+        values = [next(iter(v.values())) for scores in arms.values() for v, _, _ in scores]
+        if min(values) > 0 and max(values) / min(values) >= 10:
+            ax.set_xscale("log")
+    else:
+        first = next(iter(arms.values()), [])
+        ax.set_xticks(range(len(first)), [" ".join(f"{k.split('.')[-1]}={v}" for k, v in
+                                                   c.items()) for c, _, _ in first],
+                      rotation=30, ha="right", fontsize=6)
+    ax.set_ylabel(f"{metric} (final, mean over tuning seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, title="arm (star: chosen)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -24,8 +24,9 @@ import numpy as np
 import backends
 from backends.optim import OptimizerSpec
 from harness.config import ConfigErrors, Trial, load
+from harness.config.tuning import describe
 from harness.data.tasks import TASKS
-from harness.draw.curves import curves, finals, short, throughput
+from harness.draw.curves import curves, finals, sensitivity, short, throughput
 from harness.draw.layers import draw as draw_layers
 from harness.draw.volumes import slices, surfaces
 from harness.errors import refuse
@@ -34,6 +35,7 @@ from harness.names import LAYERS_TAG, TRIAL_TAG, parse_diag
 from harness.run.results import TrialsTable
 from harness.run.tracking import Tracker, default_uri
 from harness.run.train import dataset, model_for
+from harness.run.tuning import choose, tuned, tuning_trials
 
 STATUSES = ("finished", "diverged", "failed", "killed", "missing")
 
@@ -97,8 +99,11 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     results = Path(args.results)
     uri = args.tracking_uri or default_uri(results)
     tracker = Tracker(uri, exp.name)
-    runs = latest_runs(tracker, trials)
     out = results / exp.name
+    tuning_text = ""
+    if exp.tune:
+        trials, tuning_text = _tuned(tracker, trials, out)
+    runs = latest_runs(tracker, trials)
     table = TrialsTable(out / "trials.csv", trials)
     for t in trials:
         if t.hash in runs:
@@ -126,12 +131,47 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
         text = ""
         (out / "claims.md").write_text("# Claims\n\nThis experiment states none (its "
                                        "`expect:` is empty): read its plots.\n")
+    if tuning_text:
+        with open(out / "claims.md", "a") as f:
+            f.write("\n" + tuning_text)
+        text = f"{text}\n{tuning_text}" if text else tuning_text
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     print(f"{exp.name}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}"
           f"); wrote {out}/", file=sys.stderr)
     if text:
         print(text)
     return 0
+
+
+def _tuned(tracker, trials: list[Trial], out: Path) -> tuple[list[Trial], str]:
+    """The final trials with each arm's tuned values, chosen from the store's tuning runs by
+    the runner's own rule (harness/run/tuning.py); tuning.csv, sensitivity.png and the
+    markdown table of what was chosen."""
+    tuning, where = tuning_trials(trials)
+    runs = latest_runs(tracker, tuning)
+    table = TrialsTable(out / "tuning.csv", tuning)
+    for t in tuning:
+        if t.hash in runs:
+            table.from_run(t, runs[t.hash])
+        else:
+            table.add(t, "missing", {}, "", "no run in the store")
+    table.write()
+    choices = choose(tuning, where, table.rows)
+    tune = trials[0].experiment.tune
+    sensitivity({f"{a[0]} ({a[1]})": c.scores for a, c in choices.items()}, tune.metric,
+                out / "sensitivity.png", f"{out.name}: {tune.metric} against the tuned values "
+                f"(mean over tuning seeds {list(tune.seeds)})")
+    lines = ["## Tuned values", "",
+             f"Each arm's values chosen on {tune.metric} (the final value, mean over the "
+             f"tuning seeds {', '.join(map(str, tune.seeds))}; never on test), as "
+             "harness/run/tuning.py chooses them:", "",
+             "| arm | backend | chosen | score | tried |", "|---|---|---|---|---|"]
+    for (point, backend, device), c in choices.items():
+        tried = ", ".join(f"{describe(v)}: {s:.4g}" for v, s, _ in c.scores)
+        best = "-" if c.values is None else next(f"{s:.4g}" for v, s, _ in c.scores
+                                                 if v == c.values)
+        lines.append(f"| {point} | {backend}/{device} | {c.describe()} | {best} | {tried} |")
+    return tuned(trials, choices), "\n".join(lines) + "\n"
 
 
 def _extra_plots(exp, trials, runs, tracker, out: Path) -> None:

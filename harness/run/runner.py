@@ -21,6 +21,7 @@ from harness.run.results import TrialsTable
 from harness.run.threads import cores
 from harness.run.tracking import Tracker, TrackingUnavailable, default_uri
 from harness.run.train import Outcome
+from harness.run.tuning import choose, tuned, tuning_trials
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -89,17 +90,20 @@ class RunOptions:
 
 
 def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
-    """Sweep an experiment file: the exit code of SPEC 1 (0, 1, 2 or 130)."""
+    """Sweep an experiment file: the exit code of SPEC 1 (0, 1, 2 or 130). With `tune:`,
+    every arm's tuning trials run first (results/<name>/tuning.csv), then the arms on the
+    experiment's seeds with their chosen values (harness/run/tuning.py)."""
     o = options
     try:
         exp, trials = load(file, list(overrides))
+        tuning, where = tuning_trials(trials) if exp.tune else ([], {})
     except ConfigErrors as exc:
         return refuse(exc.errors)
-    errors = preflight(str(file), trials, exp.sweep)
+    errors = preflight(str(file), tuning + trials, exp.sweep)
     if errors:
         return refuse(errors)
     if o.dry_run:
-        return _dry_run(exp, trials)
+        return _dry_run(exp, trials, tuning)
 
     results = Path(o.results)
     uri = o.tracking_uri or default_uri(results)
@@ -111,39 +115,32 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
         return EXIT_TRIAL_FAILED
     stale = tracker.close_stale()
     done = tracker.finished()
-    table = TrialsTable(results / exp.name / "trials.csv", trials)
-    for t in trials:
-        if t.hash in done:
-            table.from_run(t, done[t.hash])
-    todo = [t for t in trials if t.hash not in done]
-    progress = Progress(len(trials), len(trials) - len(todo), exp.name, o.quiet)
+    total = len(tuning) + len(trials)
+    already = sum(t.hash in done for t in tuning + trials)
+    progress = Progress(total, already, exp.name, o.quiet)
     if not o.quiet:
-        progress.line(f"{exp.name}: {len(trials)} trials, {len(trials) - len(todo)} already "
-                      f"finished, {len(todo)} to run; tracking {uri}"
+        tuned_too = f" ({len(tuning)} tuning)" if tuning else ""
+        progress.line(f"{exp.name}: {total} trials{tuned_too}, {already} already "
+                      f"finished, {total - already} to run; tracking {uri}"
                       + (f"; marked {stale} stale RUNNING runs KILLED" if stale else ""))
     parent = tracker.start_parent(f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  {FILE_TAG: str(file), TRIALS_TAG: str(len(trials)),
+                                  {FILE_TAG: str(file), TRIALS_TAG: str(total),
                                    EXECUTOR_TAG: o.executor})
-    statuses: list[str] = []
-
-    def on_done(done) -> None:
-        """Every finished (or killed) trial, wherever it ran: its row and its line."""
-        out = done.outcome
-        table.add(done.trial, out.status, {**out.final, "time/wall_s": done.wall_s,
-                                            "time/setup_s": out.setup_s,
-                                            "time/train_s": out.train_s},
-                  done.run_id, out.error)
-        table.write()
-        statuses.append(out.status)
-        progress.advance()
-        progress.line(summary_line(len(statuses), len(todo), done.trial, out, done.wall_s))
-
+    sweep = _Sweep(o, tracker, parent, progress, done)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    skipped = 0
     try:
-        execute(o, tracker, parent, todo, on_done, progress)
+        if tuning:
+            table = sweep.run(tuning, results / exp.name / "tuning.csv")
+            choices = choose(tuning, where, table.rows)
+            final = tuned(trials, choices)
+            skipped = len(trials) - len(final)
+            for a, c in choices.items():
+                progress.line(f"tuned {a[0]} on {a[1]}/{a[2]}: {c.describe()}")
+            trials = final
+        table = sweep.run(trials, results / exp.name / "trials.csv")
     except KeyboardInterrupt:
         tracker.end(parent, "KILLED")
-        table.write()
         progress.close()
         print(f"interrupted: trials that were running are marked KILLED; re-run "
               f"{file} to finish the rest", file=sys.stderr)
@@ -151,14 +148,52 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     tracker.end(parent, "FINISHED")
-    table.write()
     progress.close()
-    statuses += [done[t.hash].data.tags.get(STATUS_TAG, "finished") for t in trials
-                 if t.hash in done]
+    statuses = sweep.statuses
     counts = {s: statuses.count(s) for s in ("finished", "diverged", "failed", "killed")}
     print(f"{exp.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + (f", {skipped} not run (their arm's tuning found nothing)" if skipped else "")
           + f"; table {table.path}", file=sys.stderr)
-    return EXIT_OK if counts["finished"] == len(statuses) else EXIT_TRIAL_FAILED
+    ok = counts["finished"] == len(statuses) and not skipped
+    return EXIT_OK if ok else EXIT_TRIAL_FAILED
+
+
+class _Sweep:
+    """Runs lists of trials within one invocation: each list's table, resumed from what the
+    store has finished, every trial's line, and the statuses of all."""
+
+    def __init__(self, options: RunOptions, tracker, parent: str, progress, done: dict):
+        self.options, self.tracker, self.parent = options, tracker, parent
+        self.progress, self.done = progress, done
+        self.statuses: list[str] = []
+
+    def run(self, trials: list[Trial], path: Path) -> TrialsTable:
+        table = TrialsTable(path, trials)
+        for t in trials:
+            if t.hash in self.done:
+                table.from_run(t, self.done[t.hash])
+                self.statuses.append(self.done[t.hash].data.tags.get(STATUS_TAG, "finished"))
+        todo = [t for t in trials if t.hash not in self.done]
+        ran = []
+
+        def on_done(done) -> None:
+            """Every finished (or killed) trial, wherever it ran: its row and its line."""
+            out = done.outcome
+            table.add(done.trial, out.status, {**out.final, "time/wall_s": done.wall_s,
+                                                "time/setup_s": out.setup_s,
+                                                "time/train_s": out.train_s},
+                      done.run_id, out.error)
+            table.write()
+            ran.append(out.status)
+            self.statuses.append(out.status)
+            self.progress.advance()
+            self.progress.line(summary_line(len(ran), len(todo), done.trial, out, done.wall_s))
+
+        try:
+            execute(self.options, self.tracker, self.parent, todo, on_done, self.progress)
+        finally:
+            table.write()
+        return table
 
 
 def execute(options: RunOptions, tracker, parent: str, todo: list[Trial], on_done,
@@ -172,9 +207,15 @@ def execute(options: RunOptions, tracker, parent: str, todo: list[Trial], on_don
         executors.run_local(tracker, parent, todo, on_done, progress, options.threads)
 
 
-def _dry_run(exp, trials: list[Trial]) -> int:
-    print(f"{exp.name}: {len(trials)} trials (dry run: nothing is run or written)")
-    width = len(str(len(trials)))
+def _dry_run(exp, trials: list[Trial], tuning: list[Trial] = ()) -> int:
+    print(f"{exp.name}: {len(tuning) + len(trials)} trials (dry run: nothing is run or "
+          "written)")
+    width = len(str(len(trials) + len(tuning)))
+    if tuning:
+        print(f"  tuning: {len(tuning)} trials, then the {len(trials)} below with each arm's "
+              "chosen values")
+        for t in tuning:
+            print(f"  {'t':>{width}}  {t.hash}  {t.label}")
     for t in trials:
         print(f"  {t.index:>{width}}  {t.hash}  {t.label}")
     return EXIT_OK

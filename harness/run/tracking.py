@@ -25,6 +25,7 @@ from harness.names import (
     HOST_TAG,
     KIND_TAG,
     PARENT_TAG,
+    PHASE_TAG,
     POINT_TAG,
     STATUS_TAG,
     TRIAL_TAG,
@@ -221,7 +222,8 @@ class Tracker:
         run = self.client.create_run(
             self.experiment_id, run_name=trial.label, start_time=start_time,
             tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash,
-                  KIND_TAG: "trial", POINT_TAG: trial.point_label})
+                  KIND_TAG: "trial", POINT_TAG: trial.point_label,
+                  **({PHASE_TAG: trial.phase} if trial.phase != "final" else {})})
         params = flatten(trial.config)
         params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))
         items = [Param(k, v[:6000]) for k, v in params.items()]

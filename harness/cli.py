@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from backends import BACKENDS  # a tuple; importing backends/ imports no framework
 
@@ -16,6 +17,7 @@ EPILOG = """examples:
   python -m harness run experiments/optimizers.yaml
   python -m harness run experiments/optimizers.yaml --set train.epochs=1 --set seeds=[0]
   python -m harness run experiments/optimizers.yaml --dry-run
+  python -m harness run experiments/ --executor pool --workers 2   # every file of the folder
   python -m harness check experiments/optimizers.yaml --backend numpy --limit 1
   mlflow ui --backend-store-uri sqlite:///results/mlflow.db
 
@@ -24,7 +26,8 @@ exit codes: 0 all trials finished, 1 some trial failed or diverged, 2 bad config
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="the experiment's YAML file")
+    p.add_argument("file", help="the experiment's YAML file, or a folder of them (each into "
+                                "its own MLflow experiment)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a dotted key, the value read as YAML (repeatable): "
                         "--set train.epochs=1 --set seeds=[0]")
@@ -96,17 +99,18 @@ def main(argv: list[str] | None = None) -> int:
               "OMP_NUM_THREADS set to its CPUs (one per trial)", file=sys.stderr)
         return 2
     if args.command == "run":
-        from harness.run.runner import RunOptions, run
+        from harness.run.runner import RunOptions, run, run_folder
 
-        return run(args.file, args.set, RunOptions(
+        return (run_folder if Path(args.file).is_dir() else run)(args.file, args.set, RunOptions(
             results=args.results, tracking_uri=args.tracking_uri, dry_run=args.dry_run,
             executor=args.executor, workers=args.workers, threads=args.threads,
             address=args.address, quiet=args.quiet))
     if args.command == "report":
-        from harness.judge.report import ReportOptions, report
+        from harness.judge.report import ReportOptions, report, report_folder
 
-        return report(args.file, args.set, ReportOptions(results=args.results,
-                                                         tracking_uri=args.tracking_uri))
+        judge = report_folder if Path(args.file).is_dir() else report
+        return judge(args.file, args.set, ReportOptions(results=args.results,
+                                                        tracking_uri=args.tracking_uri))
     if args.command == "check":
         from harness.debug.check import CHECKS, CheckOptions, check
 

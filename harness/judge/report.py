@@ -14,6 +14,7 @@ are kept in every table and counted on the plots, never silently dropped.
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -240,3 +241,38 @@ def diagnostics(tracker, trials, runs) -> list[tuple[object, list[str], dict]]:
         order = [p for p in run.data.tags.get(LAYERS_TAG, "").split(",") if p]
         out.append((t, order, series))
     return out
+
+
+def report_folder(folder, overrides=(), options: ReportOptions = ReportOptions()) -> int:
+    """`report` on every experiment file of a folder, then one verdict table for all:
+    <results>/claims.md, a count per experiment and each experiment's claims.md below it."""
+    files = sorted(Path(folder).glob("*.yaml"))
+    if not files:
+        print(f"{folder}: no *.yaml experiment file", file=sys.stderr)
+        return 2
+    codes, sections, counts = {}, [], []
+    for f in files:
+        codes[f.name] = report(f, overrides, options)
+        try:
+            name = load(f, list(overrides))[0].name
+        except ConfigErrors:
+            continue
+        claims = Path(options.results) / name / "claims.md"
+        if codes[f.name] != 0 or not claims.exists():
+            continue
+        text = claims.read_text()
+        counts.append((name, *(len(re.findall(rf"\*\*{v}\*\*", text))
+                               for v in ("PASS", "FAIL", "INCONCLUSIVE"))))
+        body = text.split("\n", 1)[1] if text.startswith("# ") else text
+        sections.append(f"## {name} ({f})\n{body}")
+    lines = ["# Claims of every experiment", "", f"From `python -m harness report {folder}`.",
+             "", "| experiment | PASS | FAIL | INCONCLUSIVE |", "|---|---|---|---|"]
+    lines += [f"| {n} | {p} | {fl} | {i} |" for n, p, fl, i in counts]
+    total = [sum(c[k] for c in counts) for k in (1, 2, 3)]
+    lines += [f"| all | {total[0]} | {total[1]} | {total[2]} |", ""]
+    out = Path(options.results) / "claims.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n" + "\n".join(sections))
+    print(f"{folder}: {len(files)} experiments; PASS {total[0]}, FAIL {total[1]}, "
+          f"INCONCLUSIVE {total[2]}; wrote {out}", file=sys.stderr)
+    return max(codes.values())

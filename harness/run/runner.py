@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import ConfigErrors, Trial, load
-from harness.errors import refuse
+from harness.errors import EXIT_USAGE, refuse
 from harness.names import EXECUTOR_TAG, FILE_TAG, STATUS_TAG, TRIALS_TAG
 from harness.run import executors
 from harness.run.preflight import preflight
@@ -219,3 +219,30 @@ def _dry_run(exp, trials: list[Trial], tuning: list[Trial] = ()) -> int:
     for t in trials:
         print(f"  {t.index:>{width}}  {t.hash}  {t.label}")
     return EXIT_OK
+
+
+def run_folder(folder, overrides=(), options: RunOptions = RunOptions()) -> int:
+    """Every experiment file of a folder, in name order, each into its own MLflow experiment.
+    All files are read and checked first: one bad file refuses the lot (exit 2) before
+    anything runs. The exit code is the worst of the files' (130 stops at once)."""
+    files = sorted(Path(folder).glob("*.yaml"))
+    if not files:
+        print(f"{folder}: no *.yaml experiment file", file=sys.stderr)
+        return EXIT_USAGE
+    errors = []
+    for f in files:
+        try:
+            load(f, list(overrides))
+        except ConfigErrors as exc:
+            errors += exc.errors
+    if errors:
+        return refuse(errors)
+    codes = {}
+    t0 = time.perf_counter()
+    for f in files:
+        codes[f.name] = run(f, overrides, options)
+        if codes[f.name] == EXIT_INTERRUPTED:
+            return EXIT_INTERRUPTED
+    print(f"{folder}: {len(files)} experiments in {time.perf_counter() - t0:.0f} s; "
+          + ", ".join(f"{name} exit {code}" for name, code in codes.items()), file=sys.stderr)
+    return max(codes.values())

@@ -27,6 +27,7 @@ DEVICE_NAME_TAG = "harness.device_name"
 FILE_TAG = "harness.file"  # on the parent: the experiment file
 TRIALS_TAG = "harness.trials"  # ... its number of trials
 EXECUTOR_TAG = "harness.executor"
+OVERRIDES_TAG = "harness.overrides"  # ... the --set list it ran with (JSON), for `report`
 HOST_TAG = "harness.host"
 VERSION_TAG = "harness.version."  # + library name
 THREADS_TAG = "harness.threads."  # + OMP_NUM_THREADS, blas, torch, ...

@@ -82,9 +82,47 @@ def test_report_rebuilds_from_mlflow_alone_and_shows_bad_trials(tmp_path, store,
 def test_report_lists_trials_missing_from_the_store(tmp_path, store):
     f = tmp_path / "rep.yaml"
     f.write_text(SWEEP.replace("[0.01, 0.05, 50.0]", "[0.01]"))
-    assert main(["report", str(f), *args(tmp_path)]) == 0
+    assert main(["run", str(f), *args(tmp_path, "--set", "seeds=[0]")]) == 0
+    assert main(["report", str(f), *args(tmp_path, "--set", "seeds=[0, 1]")]) == 0
     rows = read(tmp_path / "results" / "rep" / "trials.csv")
-    assert [r["status"] for r in rows] == ["missing", "missing"]
+    assert [r["status"] for r in rows] == ["finished", "missing"]
+
+
+def test_report_with_nothing_in_the_store_writes_nothing(tmp_path, store, capsys):
+    # issue 17: it used to overwrite trials.csv with every trial "missing" and exit 0
+    f = tmp_path / "rep.yaml"
+    f.write_text(SWEEP)
+    assert main(["report", str(f), *args(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no run in" in err and "matches any of the 6 trials" in err and "seed=0" in err
+    assert not (tmp_path / "results" / "rep").exists()
+
+
+def test_report_judges_what_the_latest_run_ran(tmp_path, store, capsys):
+    # issue 17: the README's smoke test, then `report FILE` with no --set, judged the file's
+    # own grid (every claim "no finished trial"); it must judge the smoke test's grid
+    f = tmp_path / "rep.yaml"
+    f.write_text(SWEEP)
+    smoke = ["--set", "train.epochs=1", "--set", "seeds=[0,1]",
+             "--set", "sweep={optimizer.lr: [0.01, 0.05]}"]
+    assert main(["run", str(f), *args(tmp_path, *smoke)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(f), *args(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"judging what the latest run of {f} ran (--set train.epochs=1 --set " \
+           "'seeds=[0,1]'" in err
+    rows = read(tmp_path / "results" / "rep" / "trials.csv")
+    assert len(rows) == 4 and all(r["status"] == "finished" for r in rows)
+    assert {r["train.epochs"] for r in rows} == {"1"}
+    # a re-run that runs nothing leaves no empty parent, and the report still finds the grid
+    assert main(["run", str(f), *args(tmp_path, *smoke)]) == 0
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = c.search_runs([c.get_experiment_by_name("rep").experiment_id])
+    assert sum(r.data.tags.get("harness.kind") == "parent" for r in runs) == 1
+    names = [r.info.run_name for r in runs if r.data.tags.get("harness.kind") == "trial"]
+    assert all("numpy seed=" in n and len(n) <= 60 for n in names), names
 
 
 EXPERIMENTS = sorted(p.name for p in (ROOT / "experiments").glob("*.yaml"))

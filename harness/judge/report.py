@@ -14,9 +14,12 @@ are kept in every table and counted on the plots, never silently dropped.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from harness.draw.layers import draw as draw_layers
 from harness.draw.volumes import slices, surfaces
 from harness.errors import refuse
 from harness.judge.claims import evaluate_claims, write_markdown
-from harness.names import LAYERS_TAG, TRIAL_TAG, parse_diag
+from harness.names import LAYERS_TAG, OVERRIDES_TAG, TRIAL_TAG, parse_diag
 from harness.run.results import TrialsTable
 from harness.run.tracking import Tracker, default_uri
 from harness.run.train import dataset, model_for
@@ -91,7 +94,11 @@ class ReportOptions:
 
 
 def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
-    """Tables, plots and claims.md of an experiment file from MLflow; the exit code."""
+    """Tables, plots and claims.md of an experiment file from MLflow; the exit code.
+
+    Without `overrides` it judges what the latest `run` of the file ran: that run's --set
+    list, recorded on its parent run; with them, the grid they make. If the store has no run
+    of that grid, nothing is written (exit 1): a table is never replaced by a poorer one."""
     try:
         exp, trials = load(file, list(overrides))
     except ConfigErrors as exc:
@@ -100,6 +107,27 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     results = Path(args.results)
     uri = args.tracking_uri or default_uri(results)
     tracker = Tracker(uri, exp.name)
+    if not overrides:
+        latest = tracker.latest_parent(str(file))
+        ran = json.loads(latest.data.tags.get(OVERRIDES_TAG, "[]")) if latest else []
+        if ran:
+            try:
+                exp, trials = load(file, ran)
+            except ConfigErrors as exc:
+                return refuse(exc.errors)
+        said = " ".join(f"--set {shlex.quote(o)}" for o in ran) or "no --set"
+        if latest is not None:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(latest.info.start_time / 1e3))
+            print(f"report: judging what the latest run of {file} ran ({said}, {when}); pass "
+                  "--set to judge another grid", file=sys.stderr)
+    looked_for = tuning_trials(trials)[0] + trials if exp.tune else trials
+    if not latest_runs(tracker, looked_for):
+        shown = "\n".join(f"  {t.hash}  {t.label}" for t in looked_for[:5])
+        more = f"\n  ... and {len(looked_for) - 5} more" if len(looked_for) > 5 else ""
+        print(f"report: no run in {uri} matches any of the {len(looked_for)} trials of {file}"
+              f"{' with ' + ' '.join(overrides) if overrides else ''}; nothing written. "
+              f"It looked for:\n{shown}{more}", file=sys.stderr)
+        return 1
     out = results / exp.name
     tuning_text = ""
     if exp.tune:

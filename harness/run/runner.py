@@ -6,6 +6,8 @@ trials run, and who writes their records, is executors.py's business (SPEC 4.5).
 
 from __future__ import annotations
 
+import json
+import shlex
 import signal
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from harness.config import ConfigErrors, Trial, load
 from harness.errors import EXIT_USAGE, refuse
-from harness.names import EXECUTOR_TAG, FILE_TAG, STATUS_TAG, TRIALS_TAG
+from harness.names import EXECUTOR_TAG, FILE_TAG, OVERRIDES_TAG, STATUS_TAG, TRIALS_TAG
 from harness.run import executors
 from harness.run.preflight import preflight
 from harness.run.results import TrialsTable
@@ -123,10 +125,10 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
         progress.line(f"{exp.name}: {total} trials{tuned_too}, {already} already "
                       f"finished, {total - already} to run; tracking {uri}"
                       + (f"; marked {stale} stale RUNNING runs KILLED" if stale else ""))
-    parent = tracker.start_parent(f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  {FILE_TAG: str(file), TRIALS_TAG: str(total),
-                                   EXECUTOR_TAG: o.executor})
-    sweep = _Sweep(o, tracker, parent, progress, done)
+    parent_tags = {FILE_TAG: str(file), TRIALS_TAG: str(total), EXECUTOR_TAG: o.executor,
+                   OVERRIDES_TAG: json.dumps(list(overrides))}
+    sweep = _Sweep(o, tracker, lambda: tracker.start_parent(
+        f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", parent_tags), progress, done)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     skipped = 0
     try:
@@ -140,14 +142,16 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
             trials = final
         table = sweep.run(trials, results / exp.name / "trials.csv")
     except KeyboardInterrupt:
-        tracker.end(parent, "KILLED")
+        if sweep.parent is not None:
+            tracker.end(sweep.parent, "KILLED")
         progress.close()
-        print(f"interrupted: trials that were running are marked KILLED; re-run "
-              f"{file} to finish the rest", file=sys.stderr)
+        print(f"interrupted: trials that were running are marked KILLED; to finish the "
+              f"rest:\n  {command(file, overrides, o)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    tracker.end(parent, "FINISHED")
+    if sweep.parent is not None:  # an invocation that ran nothing leaves no empty parent
+        tracker.end(sweep.parent, "FINISHED")
     progress.close()
     statuses = sweep.statuses
     counts = {s: statuses.count(s) for s in ("finished", "diverged", "failed", "killed")}
@@ -155,16 +159,41 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
           + (f", {skipped} not run (their arm's tuning found nothing)" if skipped else "")
           + f"; table {table.path}", file=sys.stderr)
     ok = counts["finished"] == len(statuses) and not skipped
+    if not ok and counts["failed"] + counts["killed"]:
+        print(f"to run the failed and killed trials again:\n  {command(file, overrides, o)}",
+              file=sys.stderr)
     return EXIT_OK if ok else EXIT_TRIAL_FAILED
+
+
+def command(file, overrides, options: RunOptions) -> str:
+    """The command line that runs this invocation again, to paste as it is."""
+    words = ["python", "-m", "harness", "run",
+             str(file)]
+    for item in overrides:
+        words += ["--set", item]
+    if str(options.results) != "results":
+        words += ["--results", str(options.results)]
+    if options.tracking_uri:
+        words += ["--tracking-uri", options.tracking_uri]
+    if options.executor != "local":
+        words += ["--executor", options.executor]
+    if options.workers:
+        words += ["--workers", str(options.workers)]
+    if options.threads:
+        words += ["--threads", str(options.threads)]
+    if options.address:
+        words += ["--address", options.address]
+    return shlex.join(words)
 
 
 class _Sweep:
     """Runs lists of trials within one invocation: each list's table, resumed from what the
     store has finished, every trial's line, and the statuses of all."""
 
-    def __init__(self, options: RunOptions, tracker, parent: str, progress, done: dict):
-        self.options, self.tracker, self.parent = options, tracker, parent
+    def __init__(self, options: RunOptions, tracker, start_parent, progress, done: dict):
+        self.options, self.tracker, self.start_parent = options, tracker, start_parent
         self.progress, self.done = progress, done
+        self.parent: str | None = None  # created with the first trial that runs
         self.statuses: list[str] = []
 
     def run(self, trials: list[Trial], path: Path) -> TrialsTable:
@@ -189,6 +218,8 @@ class _Sweep:
             self.progress.advance()
             self.progress.line(summary_line(len(ran), len(todo), done.trial, out, done.wall_s))
 
+        if todo and self.parent is None:
+            self.parent = self.start_parent()
         try:
             execute(self.options, self.tracker, self.parent, todo, on_done, self.progress)
         finally:

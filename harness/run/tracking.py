@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.names import (
+    FILE_TAG,
     HOST_TAG,
     KIND_TAG,
     PARENT_TAG,
@@ -220,7 +221,7 @@ class Tracker:
         from mlflow.entities import Param
 
         run = self.client.create_run(
-            self.experiment_id, run_name=trial.label, start_time=start_time,
+            self.experiment_id, run_name=run_name(trial), start_time=start_time,
             tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash,
                   KIND_TAG: "trial", POINT_TAG: trial.point_label,
                   **({PHASE_TAG: trial.phase} if trial.phase != "final" else {})})
@@ -252,6 +253,13 @@ class Tracker:
     def end(self, run_id: str, status: str, end_time: int | None = None) -> None:
         self.client.set_terminated(run_id, status, end_time=end_time)
 
+    def latest_parent(self, file: str):
+        """The newest invocation's parent run of this experiment file (as the runner named
+        it), or None."""
+        parents = [r for r in self.runs() if r.data.tags.get(KIND_TAG) == "parent"
+                   and r.data.tags.get(FILE_TAG) == str(file)]
+        return max(parents, key=lambda r: r.info.start_time or 0, default=None)
+
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """A metric's (step, value) pairs, as logged."""
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
@@ -259,6 +267,18 @@ class Tracker:
     def download(self, run_id: str, artifact: str, folder: str | Path) -> Path:
         """One artifact of a run, copied into `folder`; its local path."""
         return Path(self.client.download_artifacts(run_id, artifact, str(folder)))
+
+
+def run_name(trial, limit: int = 60) -> str:
+    """'optimizer=adam(lr=0.001) torch seed=2': the sweep point shortened, never the backend,
+    device or seed, to fit `limit` characters (what the MLflow UI shows of a name)."""
+    where = trial.backend if trial.device == "cpu" else f"{trial.backend}/{trial.device}"
+    tail = f"{where} seed={trial.seed}" + (" tune" if trial.phase == "tune" else "")
+    point = trial.point_label if trial.point else ""
+    room = limit - len(tail) - 1
+    if len(point) > room:
+        point = point[:max(0, room - 1)] + "…"
+    return f"{point} {tail}".strip()
 
 
 def now_ms() -> int:

@@ -3,7 +3,7 @@
     python -m benchmarks.diagnostics experiments/diagnostics.yaml --set "backends=[numpy]"
 
 builds the file's first trial with its batch size, and times a plain training step and a
-diagnostics step (`harness.run.diagnostics.Diagnostics.step`) alternately.
+diagnostics step (`harness.sweep.diagnostics.Diagnostics.step`) alternately.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.config import load
 from harness.debug.check import case
-from harness.run.diagnostics import Diagnostics
+from harness.sweep.diagnostics import Diagnostics
 
 
 def overhead(file: str, overrides: list[str], pairs: int = 30) -> dict:

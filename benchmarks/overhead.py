@@ -1,7 +1,7 @@
 """Harness overhead: a trial against the same steps in a bare loop, and the CLI's fixed costs
 (issue 4).
 
-`harness.run.train.run_trial` on digits/LeNet and mario/MLP against `bare_trial`: the same data,
+`harness.sweep.train.run_trial` on digits/LeNet and mario/MLP against `bare_trial`: the same data,
 weights, batches (the same seed streams) and backend trainer, stepped in a plain loop with no
 sink, no metrics and no divergence checks, evaluating the validation split once per epoch
 as the trial does (`eval_train` is off in both). Measured in one run, alternately; warm (the
@@ -71,7 +71,7 @@ def bare_trial(trial, evaluate: bool = True) -> tuple[float, float]:
     """(setup s, loop s): the trial's steps in a plain loop on its backend, as run_trial would
     take them: the same seed streams, batches and weights; no sink, no metrics."""
     from backends import load
-    from harness.run.train import optimizer_spec, start
+    from harness.sweep.train import optimizer_spec, start
 
     t0 = time.perf_counter()
     exp, tr = trial.experiment, trial.experiment.train
@@ -98,7 +98,7 @@ def make(name: str, backend: str, device: str, epochs: int | None = None):
     """(a callable running the trial, the trial), both it and the bare loop warmed up once;
     NotImplementedError to skip."""
     from harness.config import load
-    from harness.run.train import run_trial
+    from harness.sweep.train import run_trial
 
     require(backend, device)
     trial = load(experiment_file(name, [backend], device, epochs=epochs))[1][0]

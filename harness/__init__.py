@@ -9,9 +9,10 @@ ROOMS (tests/test_layering.py holds them to it, imports inside functions include
     data      tasks (datasets, offline) and augmentation (the registry and its ops)
     config    the experiment file: schema, strict reading, expansion into trials
     draw      matplotlib pictures from plain data (curves, volumes, per-layer diagnostics)
-    run       a trial's training loop, MLflow tracking, executors, `harness run`
+    sweep     a trial's training loop, MLflow tracking, executors, `harness run`
     judge     claims over seeds and `harness report`
     debug     `harness check`: gradient check, overfit one batch, parity
+    api       the same from Python: harness.load, run, results, judge, report, check
     cli       the command line, a thin layer over run, judge and debug
 
 Below them all, backends/ (the model spec and the three backends), which never imports
@@ -20,4 +21,15 @@ matplotlib are imported by the code that needs them, so `python -m harness --hel
 at once.
 """
 
-ROOMS = ("names", "errors", "data", "config", "draw", "run", "judge", "debug", "cli")
+ROOMS = ("names", "errors", "data", "config", "draw", "sweep", "judge", "debug", "api", "cli")
+API = ("load", "run", "results", "judge", "report", "check", "Results")
+
+
+def __getattr__(name: str):
+    """`harness.run(...)` and the rest of harness/api.py, imported on first use, so that
+    `import harness` stays light."""
+    if name in API:
+        from harness import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

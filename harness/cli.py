@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
               "OMP_NUM_THREADS set to its CPUs (one per trial)", file=sys.stderr)
         return 2
     if args.command == "run":
-        from harness.run.runner import RunOptions, run, run_folder
+        from harness.sweep.runner import RunOptions, run, run_folder
 
         return (run_folder if Path(args.file).is_dir() else run)(args.file, args.set, RunOptions(
             results=args.results, tracking_uri=args.tracking_uri, dry_run=args.dry_run,

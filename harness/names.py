@@ -37,7 +37,7 @@ PARENT_TAG = "mlflow.parentRunId"
 METRICS = ("train/loss", "train/loss_epoch", "train/eval_loss", "train/accuracy", "train/mae",
            "val/loss", "val/accuracy", "val/mae", "val/mae_unknown", "val/iou", "gap/accuracy",
            "gap/loss", "perf/samples_per_s", "perf/step_ms",
-           # the held-out split, once after training (harness/run/train.py `_test`)
+           # the held-out split, once after training (harness/sweep/train.py `_test`)
            "test/loss", "test/accuracy", "test/mae", "test/mae_unknown", "test/iou")
 # time to target (`target:`): the steps and training seconds to first reach it; inf if never
 TARGET_METRICS = ("target/steps", "target/seconds")

@@ -27,7 +27,7 @@ from backends.spec import (
 )
 from harness import diagnostics as D
 from harness.config import load
-from harness.run.train import Sink, run_trial
+from harness.sweep.train import Sink, run_trial
 
 SMALL = """\
 name: diag

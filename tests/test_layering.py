@@ -24,7 +24,7 @@ def module_name(path: Path) -> str:
 
 def resolve(name: str) -> str | None:
     """The harness module a dotted name lives in: the longest prefix that is a file or a
-    package (`harness.run.train.start` -> harness.run.train); None outside harness."""
+    package (`harness.sweep.train.start` -> harness.sweep.train); None outside harness."""
     parts = name.split(".")
     if parts[0] != "harness":
         return None
@@ -66,7 +66,7 @@ def graph() -> dict[str, set[str]]:
 
 
 def room(module: str) -> str:
-    """harness.run.train -> run; harness.__main__ -> cli (it only calls cli.main)."""
+    """harness.sweep.train -> run; harness.__main__ -> cli (it only calls cli.main)."""
     head = module.split(".")[1]
     return "cli" if head == "__main__" else head
 
@@ -120,17 +120,17 @@ def test_no_circle_of_imports():
 def test_the_checks_catch_a_planted_upward_import_and_a_circle():
     edges = graph()
     planted = {**edges, "harness.data.tasks.base": edges["harness.data.tasks.base"]
-               | {"harness.run.train"}}
-    assert any("harness.data.tasks.base imports harness.run.train" in line
+               | {"harness.sweep.train"}}
+    assert any("harness.data.tasks.base imports harness.sweep.train" in line
                for line in upward_imports(planted))
     # a deferred import back from train to the runner that imports it: a circle
-    planted["harness.run.train"] = edges["harness.run.train"] | {"harness.run.runner"}
+    planted["harness.sweep.train"] = edges["harness.sweep.train"] | {"harness.sweep.runner"}
     assert circles(planted)
 
 
 def test_the_graph_sees_imports_inside_functions():
     # cli imports each command's room inside main(): the walk must see it or it proves nothing
-    assert {"harness.run.runner", "harness.judge.report", "harness.debug.check"} <= \
+    assert {"harness.sweep.runner", "harness.judge.report", "harness.debug.check"} <= \
         graph()["harness.cli"]
 
 

@@ -217,7 +217,7 @@ def test_the_test_split_is_evaluated_once_after_training(tmp_path, small):
 
     import backends
     from harness.config import load
-    from harness.run.train import dataset, model_for
+    from harness.sweep.train import dataset, model_for
 
     assert run(tmp_path, small).returncode == 0
     c = client(tmp_path)

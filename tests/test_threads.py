@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import needs
 
-from harness.run.executors import THREAD_VARS, pinned_threads
+from harness.sweep.executors import THREAD_VARS, pinned_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

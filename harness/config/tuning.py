@@ -8,7 +8,7 @@ checks, and trials derived from others with some values changed.
       seeds: [1000, 1001]                           # the seeds that select
 
 An arm is one sweep point on one backend and device. Its tuning trials are every combination
-of the values on every tuning seed; harness/run/tuning.py runs them, chooses, and runs the
+of the values on every tuning seed; harness/sweep/tuning.py runs them, chooses, and runs the
 arm on the experiment's seeds with the choice. A tuned knob cannot also be a sweep axis, and
 the tuning seeds are not the experiment's: selection and verdict never share a trial.
 """

@@ -52,8 +52,8 @@ from backends.spec import ModelSpec, dropout_masks, param_shapes
 from harness.config import load
 from harness.errors import ConfigError, ConfigErrors, refuse
 from harness.names import streams
-from harness.run.preflight import preflight
-from harness.run.train import start
+from harness.sweep.preflight import preflight
+from harness.sweep.train import start
 
 # dtype -> central-difference step h, pass tolerance on the error, and the error's floor
 GRAD_TOL = {"float64": {"h": 1e-6, "tol": 1e-5, "floor": 1e-3},
@@ -96,7 +96,7 @@ class Case:
 
 
 def case(trial, batch: int) -> Case:
-    """The trial's spec, initial weights (harness.run.train.start: the same streams as a run)
+    """The trial's spec, initial weights (harness.sweep.train.start: the same streams as a run)
     and a batch."""
     s = start(trial)
     idx = s.order_rng.permutation(len(s.data.x_train))[:batch]

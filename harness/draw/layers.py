@@ -1,4 +1,4 @@
-"""The per-layer diagnostics of a sweep (harness/run/diagnostics.py), as MLflow holds them.
+"""The per-layer diagnostics of a sweep (harness/sweep/diagnostics.py), as MLflow holds them.
 
     diagnostics.png   one column per sweep point, one row per quantity (act_mean, act_std,
                       dead_frac, grad_norm, update_ratio, those that were logged); in each

@@ -36,10 +36,10 @@ from harness.draw.volumes import slices, surfaces
 from harness.errors import refuse
 from harness.judge.claims import evaluate_claims, write_markdown
 from harness.names import LAYERS_TAG, OVERRIDES_TAG, TRIAL_TAG, parse_diag
-from harness.run.results import TrialsTable
-from harness.run.tracking import Tracker, default_uri
-from harness.run.train import dataset, model_for
-from harness.run.tuning import choose, tuned, tuning_trials
+from harness.sweep.results import TrialsTable
+from harness.sweep.tracking import Tracker, default_uri
+from harness.sweep.train import dataset, model_for
+from harness.sweep.tuning import choose, tuned, tuning_trials
 
 STATUSES = ("finished", "diverged", "failed", "killed", "missing")
 
@@ -174,7 +174,7 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
 
 def _tuned(tracker, trials: list[Trial], out: Path) -> tuple[list[Trial], str]:
     """The final trials with each arm's tuned values, chosen from the store's tuning runs by
-    the runner's own rule (harness/run/tuning.py); tuning.csv, sensitivity.png and the
+    the runner's own rule (harness/sweep/tuning.py); tuning.csv, sensitivity.png and the
     markdown table of what was chosen."""
     tuning, where = tuning_trials(trials)
     runs = latest_runs(tracker, tuning)
@@ -193,7 +193,7 @@ def _tuned(tracker, trials: list[Trial], out: Path) -> tuple[list[Trial], str]:
     lines = ["## Tuned values", "",
              f"Each arm's values chosen on {tune.metric} (the final value, mean over the "
              f"tuning seeds {', '.join(map(str, tune.seeds))}; never on test), as "
-             "harness/run/tuning.py chooses them:", "",
+             "harness/sweep/tuning.py chooses them:", "",
              "| arm | backend | chosen | score | tried |", "|---|---|---|---|---|"]
     for (point, backend, device), c in choices.items():
         tried = ", ".join(f"{describe(v)}: {s:.4g}" for v, s, _ in c.scores)

@@ -14,7 +14,7 @@ import yaml
 from harness.config import Trial
 from harness.draw.curves import loss_curve
 from harness.names import DEVICE_NAME_TAG, ERROR_TAG, LAYERS_TAG, STATUS_TAG, STEPS_TAG
-from harness.run.train import Outcome
+from harness.sweep.train import Outcome
 
 MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
                  "killed": "KILLED"}

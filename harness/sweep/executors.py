@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from harness.config import Trial
 from harness.names import ERROR_TAG, STATUS_TAG
-from harness.run.records import record
-from harness.run.threads import THREAD_VARS, cores, pinned_threads, restore, threads_in_use
-from harness.run.tracking import Tracker, now_ms
-from harness.run.train import Outcome, Sink, run_trial
+from harness.sweep.records import record
+from harness.sweep.threads import THREAD_VARS, cores, pinned_threads, restore, threads_in_use
+from harness.sweep.tracking import Tracker, now_ms
+from harness.sweep.train import Outcome, Sink, run_trial
 
 
 @dataclass

@@ -17,13 +17,13 @@ from pathlib import Path
 from harness.config import ConfigErrors, Trial, load
 from harness.errors import EXIT_USAGE, refuse
 from harness.names import EXECUTOR_TAG, FILE_TAG, OVERRIDES_TAG, STATUS_TAG, TRIALS_TAG
-from harness.run import executors
-from harness.run.preflight import preflight
-from harness.run.results import TrialsTable
-from harness.run.threads import cores
-from harness.run.tracking import Tracker, TrackingUnavailable, default_uri
-from harness.run.train import Outcome
-from harness.run.tuning import choose, tuned, tuning_trials
+from harness.sweep import executors
+from harness.sweep.preflight import preflight
+from harness.sweep.results import TrialsTable
+from harness.sweep.threads import cores
+from harness.sweep.tracking import Tracker, TrackingUnavailable, default_uri
+from harness.sweep.train import Outcome
+from harness.sweep.tuning import choose, tuned, tuning_trials
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -94,7 +94,7 @@ class RunOptions:
 def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
     """Sweep an experiment file: the exit code of SPEC 1 (0, 1, 2 or 130). With `tune:`,
     every arm's tuning trials run first (results/<name>/tuning.csv), then the arms on the
-    experiment's seeds with their chosen values (harness/run/tuning.py)."""
+    experiment's seeds with their chosen values (harness/sweep/tuning.py)."""
     o = options
     try:
         exp, trials = load(file, list(overrides))

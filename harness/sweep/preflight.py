@@ -12,7 +12,7 @@ import backends
 from harness.config import Trial
 from harness.data.augment import check_augmentations
 from harness.errors import ConfigError
-from harness.run.train import dataset, model_for
+from harness.sweep.train import dataset, model_for
 
 
 def preflight(source: str, trials: list[Trial], sweep: dict | None = None) -> list[ConfigError]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.config import Trial
 from harness.names import ERROR_TAG, STATUS_TAG
-from harness.run.tracking import flatten
+from harness.sweep.tracking import flatten
 
 FIRST = ("index", "hash", "status", "error", "run_id", "backend", "device", "seed", "point")
 

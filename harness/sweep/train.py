@@ -27,7 +27,7 @@ from harness.config import Trial
 from harness.data.augment import augment_pair
 from harness.data.tasks import TASKS, load_task
 from harness.names import TARGET_METRICS, lower_is_better, streams
-from harness.run.diagnostics import Diagnostics
+from harness.sweep.diagnostics import Diagnostics
 
 EVAL_BATCH = 1000  # evaluation is chunked only to bound memory
 
@@ -247,7 +247,7 @@ def _evaluation(exp, trainer, data) -> dict[str, float]:
 class _Target:
     """Time to target (`target:`): target/steps and target/seconds at the first epoch whose
     evaluation reaches the value; if the trial ends without, both are inf (the worst: MLflow
-    stores inf as the largest float, harness.run.results reads it back as inf)."""
+    stores inf as the largest float, harness.sweep.results reads it back as inf)."""
 
     def __init__(self, target):
         self.target, self.done = target, target is None

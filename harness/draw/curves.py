@@ -59,12 +59,13 @@ def _drawable(values):
 
 
 def _plain_log_ticks(ax) -> None:
-    """Log-axis ticks as 0.2, 0.5, 1, 2, 5 instead of 2x10^-1."""
-    from matplotlib.ticker import FuncFormatter  # deferred with matplotlib (_pyplot)
+    """Log-axis ticks at 1, 2 and 5 of every decade, labelled 0.2, 0.5, 1, 2, 5 instead of
+    2x10^-1, so that a value can be read off."""
+    from matplotlib.ticker import FuncFormatter, LogLocator  # deferred with matplotlib
 
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"
-                                               if f"{v:.0e}"[0] in "25" else ""))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
 def _loss_limits(lines: list[tuple[list, bool]]) -> tuple[float | None, float | None]:
@@ -77,15 +78,70 @@ def _loss_limits(lines: list[tuple[list, bool]]) -> tuple[float | None, float | 
     return (0.5 * min(lows) if lows else None), (3 * max(starts) if starts else None)
 
 
+def ema(values: np.ndarray, span: int) -> np.ndarray:
+    """Exponential moving average, alpha = 2 / (span + 1), NaN-tolerant (a gap keeps the
+    last average); the first value starts it, as pandas' ewm(adjust=False)."""
+    alpha, out, last = 2.0 / (span + 1.0), np.full(len(values), np.nan), np.nan
+    for i, v in enumerate(values):
+        if np.isfinite(v):
+            last = v if not np.isfinite(last) else alpha * v + (1 - alpha) * last
+        out[i] = last
+    return out
+
+
+def _span(n: int) -> int:
+    """The EMA's span for a curve of n points: about 5% of them; 1 (none) below 50 points
+    (an epoch-by-epoch validation curve is drawn as it is)."""
+    return 1 if n < 50 else max(2, n // 20)
+
+
+def spans_a_decade(lines: list) -> bool:
+    """Whether the positive finite values of these lines span a factor of 10 or more: a log
+    axis then; under a decade a log axis shows one labelled tick and reads worse."""
+    finite = [v for m in lines for v in m if np.isfinite(v) and v > 0]
+    return bool(finite) and max(finite) / min(finite) >= 10
+
+
+def _panels(hist: dict, rows: list[dict], key: str, rtol: float = 1e-6) -> list[str]:
+    """The backends to draw a panel each for: all of them, or only the first when every
+    point's mean curve is the same on all (to rtol): then one panel says so."""
+    backends = _backends(rows)
+    means: dict[tuple, np.ndarray] = {}
+    for backend in backends:
+        for point in dict.fromkeys(r["point"] for r in rows):
+            series = [hist.get(r["hash"], {}).get(key) for r in rows
+                      if r["backend"] == backend and r["point"] == point]
+            series = [s for s in series if s]
+            if series:
+                means[backend, point] = _drawable(mean_band(series)[1])
+    if len(backends) < 2:
+        return backends
+    for point in dict.fromkeys(r["point"] for r in rows):
+        curves_ = [means.get((b, point)) for b in backends]
+        if any(c is None for c in curves_) or len({len(c) for c in curves_}) > 1:
+            return backends
+        ref = curves_[0]
+        for c in curves_[1:]:
+            both = np.isfinite(ref) & np.isfinite(c)
+            if (np.isfinite(ref) != np.isfinite(c)).any() or \
+                    (np.abs(c[both] - ref[both]) > rtol * np.abs(ref[both]) + 1e-300).any():
+                return backends
+    return backends[:1]
+
+
 def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
            title: str) -> None:
-    """One panel per backend; one line per sweep point: the mean over seeds, with a band of
-    one standard deviation. One legend for all panels (a point keeps its colour on every
-    backend); failed and diverged trials are counted in it, per backend, and dotted."""
+    """One panel per backend, or one for all when they give the same curves (to 1e-6);
+    one line per sweep point: the mean over seeds, smoothed by an EMA (said in the axis
+    label) with the raw mean faint behind, and a band of one standard deviation. One legend
+    for all panels (a point keeps its colour on every backend); failed and diverged trials
+    are counted in it, per backend, and dotted. A loss axis is logarithmic only when its
+    curves span a decade or more."""
     from matplotlib.lines import Line2D  # deferred with matplotlib (_pyplot)
 
     plt = _pyplot()
-    backends = _backends(rows)
+    backends = _panels(hist, rows, key)
+    same = len(backends) == 1 and len(_backends(rows)) > 1
     fig, axes = plt.subplots(1, len(backends), figsize=(4.5 * len(backends) + 3.5, 3.8),
                              squeeze=False, sharey=True, layout="constrained")
     order = list(dict.fromkeys(r["point"] for r in rows))
@@ -93,6 +149,7 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
     seeds: dict[str, int] = {}  # point -> the most seeds drawn on any backend
     bad: dict[str, list[str]] = {}  # point -> ['numpy: 3 diverged', ...]
     drawn = []  # (mean, finished) of every line on every panel: the shared axis's limits
+    spans = set()
     for ax, backend in zip(axes[0], backends):
         points: dict[str, list] = {}
         status: dict[str, list] = {}
@@ -105,19 +162,27 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
                 points.setdefault(row["point"], []).append(series)
         for point, series in points.items():
             steps, mean, low, high = (_drawable(a) for a in mean_band(series))
+            span = _span(len(steps))
+            spans.add(span)
             failed = [s for s in status[point] if s != "finished"]
             seeds[point] = max(seeds.get(point, 0), len(series))
             for what in sorted(set(failed)):
                 bad.setdefault(point, []).append(f"{backend}: {failed.count(what)} {what}")
-            ax.plot(steps, mean, color=colour[point], linestyle=":" if failed else "-")
-            ax.fill_between(steps, low, high, color=colour[point], alpha=0.2)
+            style = ":" if failed else "-"
+            if span > 1:  # the raw mean, faint, behind its average
+                ax.plot(steps, mean, color=colour[point], linestyle=style, lw=0.6, alpha=0.3)
+            ax.plot(steps, ema(mean, span), color=colour[point], linestyle=style)
+            ax.fill_between(steps, ema(low, span), ema(high, span), color=colour[point],
+                            alpha=0.15)
             drawn.append((list(mean), not failed))
-        ax.set_title(f"{backend}", fontsize=9)
+        ax.set_title("identical on " + ", ".join(_backends(rows)) if same else backend,
+                     fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel(key)
+        smoothed = f" (EMA, span {max(spans)} steps)" if spans and max(spans) > 1 else ""
+        ax.set_ylabel(f"{key}{smoothed}")
         if not points:
             ax.text(0.5, 0.5, "no finished trial", ha="center", transform=ax.transAxes)
-    if "loss" in key:  # once, after every panel is drawn: the y axis is shared
+    if "loss" in key and spans_a_decade([m for m, _ in drawn]):
         ax = axes[0][0]
         ax.set_yscale("log")
         bottom, top = _loss_limits([(np.asarray(m, float), ok) for m, ok in drawn])

@@ -210,6 +210,18 @@ def test_help_is_fast_and_imports_no_framework():
     assert proc.returncode == 0 and "--dry-run" in proc.stdout and "--set" in proc.stdout
 
 
+def test_dry_run_imports_no_framework():
+    # issue 17: --dry-run took 6 s, importing torch and jax to ask for their devices
+    code = ("import sys; from harness.cli import main; code = main(['run', "
+            "'experiments/optimizers.yaml', '--dry-run']); "
+            "bad = [m for m in ('torch', 'jax', 'mlflow') if m in sys.modules]; "
+            "print('imported', bad, file=sys.stderr); sys.exit(code or (3 if bad else 0))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "27 trials (dry run" in proc.stdout
+
+
 def test_the_test_split_is_evaluated_once_after_training(tmp_path, small):
     # issue 15: test/<metric> is logged once, at the last step, never while training, and
     # equals the final weights evaluated on the task's held-out split

@@ -29,7 +29,10 @@ def preflight(source: str, trials: list[Trial], sweep: dict | None = None) -> li
                     f"backend {t.backend} needs {backends.FRAMEWORK[t.backend]}, which is not "
                     f"installed: pip install -e '.[{extra}]'")))
                 continue
-        if (t.backend, t.device) not in seen_devices and backends.installed(t.backend):
+        # every backend runs on the cpu; asking a framework for its devices imports it
+        # (seconds), so only a gpu trial asks (and `run --dry-run` stays light)
+        if t.device != "cpu" and (t.backend, t.device) not in seen_devices \
+                and backends.installed(t.backend):
             seen_devices.add((t.backend, t.device))
             present = backends.load(t.backend).devices()
             if t.device not in present:

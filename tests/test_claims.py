@@ -1,5 +1,7 @@
 """Claim verdicts: Welch's t-test, the bootstrap and the rank test, checked against scipy
-written out; `agree:` claims on the rows of a real sweep's trials.csv."""
+written out; `agree:` claims on the rows of a real sweep's trials.csv; equivalence by TOST,
+Holm's correction over a file's rows and the effect sizes of every row, against scipy and
+statsmodels' definitions written out; `equivalent:` checked strictly."""
 
 import math
 
@@ -14,9 +16,12 @@ from harness.judge.claims import (
     evaluate_claims,
     higher_is_better,
     judge,
+    judge_equivalent,
     matches,
     write_markdown,
 )
+from harness.judge.effects import effect
+from harness.judge.twosample import evidence
 
 
 def rows(values: dict[str, list[float]], metric="val/accuracy", backend="numpy"):
@@ -213,7 +218,10 @@ def test_the_claims_table_says_which_p_it_shows(tmp_path):
     text = write_markdown(evaluate_claims([claim], data), tmp_path / "claims.md")
     header, _, numpy_row, torch_row = text.splitlines()[:4]
     assert "| p (H1) |" in header and "worse" in text.split("\n\n")[1]  # the legend
-    assert "(better) | **PASS**" in numpy_row and "(worse) | **FAIL**" in torch_row
+    cells = dict(zip(header.split("|"), numpy_row.split("|")))
+    assert cells[" p (H1) "].endswith("(better) ") and cells[" verdict "] == " **PASS** "
+    cells = dict(zip(header.split("|"), torch_row.split("|")))
+    assert cells[" p (H1) "].endswith("(worse) ") and cells[" verdict "] == " **FAIL** "
 
 
 # ------------------------------- agree: on a real sweep's trials.csv (issue 13, item 3)
@@ -314,3 +322,175 @@ def test_agree_is_inconclusive_with_a_failed_missing_or_absent_sibling(sweep):
     rows.remove(torch1)  # or the row is not there at all
     (v,) = evaluate_claims([AGREE], rows)
     assert v.verdict == "INCONCLUSIVE" and "failed or missing" in v.note
+
+
+# ------------------------------------------- equivalence, Holm, effect sizes (issue 15)
+
+
+def test_equivalence_is_two_one_sided_welch_tests():
+    a, b = [0.910, 0.905, 0.912, 0.908], [0.906, 0.909, 0.904, 0.907]
+    j = judge_equivalent(a, b, 0.01, True, "welch", 0.05)
+    lower = stats.ttest_ind(np.add(a, 0.01), b, equal_var=False, alternative="greater").pvalue
+    upper = stats.ttest_ind(np.subtract(a, 0.01), b, equal_var=False, alternative="less").pvalue
+    assert (j.verdict, j.alternative) == ("PASS", "within")
+    assert j.p == pytest.approx(max(lower, upper), rel=1e-9)  # Schuirmann's TOST
+    # shown to lie outside +-d: one "outside" test at alpha / 2 (Bonferroni over the two)
+    far = [0.95, 0.951, 0.949, 0.952]
+    j = judge_equivalent(far, b, 0.01, True, "welch", 0.05)
+    above = stats.ttest_ind(np.subtract(far, 0.01), b, equal_var=False,
+                            alternative="greater").pvalue
+    assert (j.verdict, j.alternative) == ("FAIL", "outside")
+    assert j.p == pytest.approx(2 * above, rel=1e-9)
+    # noisy seeds can show neither
+    assert judge_equivalent([0.8, 0.95, 0.9], [0.85, 0.9, 0.8], 0.01, True, "welch",
+                            0.05).verdict == "INCONCLUSIVE"
+
+
+def test_equivalence_keeps_the_rules_for_seeds_spread_and_divergence():
+    eq = lambda a, b, d=0.01, test="welch": judge_equivalent(a, b, d, True, test, 0.05)[:3]  # noqa: E731
+    assert eq([0.9], [0.9])[0] == "INCONCLUSIVE"  # two seeds a side, always
+    assert eq([0.5] * 3, [0.505] * 3) == ("PASS", None, "no spread over seeds")
+    assert eq([0.5] * 3, [0.52] * 3) == ("FAIL", None, "no spread over seeds")
+    assert eq([0.5] * 3, [0.51] * 3)[0] == "INCONCLUSIVE" and "tie" in eq([0.5] * 3,
+                                                                          [0.51] * 3)[2]
+    assert eq([-math.inf] * 2, [0.5, 0.51])[0] == "FAIL"  # diverged on every seed, not equal
+    assert eq([-math.inf] * 2, [-math.inf] * 2)[0] == "INCONCLUSIVE"
+    verdict, _, note = eq([0.5, 0.51, -math.inf], [0.5, 0.51, 0.505], 0.05)
+    assert verdict == "INCONCLUSIVE" and "rank test" in note  # ranks; 3 seeds can't show it
+    for test in ("welch", "bootstrap"):
+        assert eq([0.910, 0.905, 0.912, 0.908], [0.906, 0.909, 0.904, 0.907], 0.01,
+                  test)[0] == "PASS"
+
+
+def test_the_fast_t_tests_are_scipys():
+    rng = np.random.default_rng(3)
+    for n, m in ((2, 2), (3, 7), (10, 4)):
+        a, b = rng.normal(0.5, 0.1, n), rng.normal(0.45, 0.2, m)
+        ev = evidence(a, b, True)
+        for alternative in ("greater", "less"):
+            want = stats.ttest_ind(a - 0.02, b, equal_var=False, alternative=alternative)
+            assert ev.p(0.02, alternative) == pytest.approx(want.pvalue, rel=1e-12)
+            want = stats.ttest_1samp(b, 0.7 - 0.02, alternative=alternative)  # b against A
+            got = evidence([0.7] * 3, b, True).p(0.02, "less" if alternative == "greater"
+                                                 else "greater")
+            assert got == pytest.approx(want.pvalue, rel=1e-12)
+
+
+def test_holm_adjusts_the_files_rows_together():
+    claims = [Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": n})
+              for n in ("sgd", "momentum", "rmsprop")]
+    data = rows({"adam": [0.95, 0.96, 0.94], "sgd": [0.80, 0.82, 0.79],
+                 "momentum": [0.93, 0.925, 0.935], "rmsprop": [0.90, 0.96, 0.93]})
+    verdicts = evaluate_claims(claims, data)
+    raw = [v.p_value for v in verdicts]
+    order = np.argsort(raw)
+    want = np.maximum.accumulate([min(1, (3 - j) * raw[i]) for j, i in enumerate(order)])
+    assert [verdicts[i].p_holm for i in order] == pytest.approx(list(want), rel=1e-12)
+    alone = [evaluate_claims([c], data)[0] for c in claims]
+    assert [v.p_value for v in alone] == raw and [v.p_holm for v in alone] == raw
+    # a row that passes alone and not in the family says why, and keeps its raw p
+    (i,) = [i for i, v in enumerate(verdicts) if alone[i].verdict != v.verdict]
+    assert (alone[i].verdict, verdicts[i].verdict) == ("PASS", "INCONCLUSIVE")
+    assert "Holm over 3 rows" in verdicts[i].note and verdicts[i].p_value <= 0.05
+
+
+def test_rows_without_a_test_stay_out_of_the_family():
+    claim = Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": "sgd"})
+    exact = Claim(better={"optimizer.name": "rprop"}, than={"optimizer.name": "lbfgs"})
+    data = rows({"adam": [0.95, 0.96, 0.94], "sgd": [0.80, 0.82, 0.79], "lbfgs": [0.1] * 3,
+                 "rprop": [0.3] * 3})
+    together = evaluate_claims([claim, exact], data)
+    assert together[1].verdict == "PASS" and together[1].p_holm is None  # no spread
+    assert together[0].p_holm == together[0].p_value  # a family of one
+
+
+def test_every_row_shows_the_difference_and_the_probability_of_improvement():
+    a, b = [0.95, 0.96, 0.94, 0.97], [0.80, 0.95, 0.79]
+    e = effect(a, b, True)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert e.diff == pytest.approx(np.mean(a) - np.mean(b), rel=1e-12)
+    assert (e.low, e.high) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high,
+                                                                               rel=1e-9))
+    u = stats.mannwhitneyu(a, b).statistic  # U = pairs won + ties / 2
+    assert e.poi == pytest.approx(u / (len(a) * len(b)), rel=1e-12) and e.poi_low <= e.poi
+    assert effect(a, b, True) == e  # seeded: the same seeds, the same intervals
+    # a loss: lower is better, so P(A better) mirrors
+    assert effect(a, b, False).poi == pytest.approx(1 - e.poi)
+    # a diverged seed has no mean, but ranks worst
+    d = effect([0.9, 0.91, math.inf], [0.5, 0.6, 0.55], False)
+    assert d.diff is None and d.poi == pytest.approx(0) and d.poi_high is not None
+    boot = effect(a, b, True, "bootstrap")
+    assert boot.low != e.low and boot.low < boot.diff < boot.high
+    assert effect([0.9], [0.8], True)[:3] == (pytest.approx(0.1), None, None)
+
+
+def test_the_table_shows_effects_and_equivalences(tmp_path, capsys):
+    data = rows({"adam": [0.910, 0.905, 0.912, 0.908], "sgd": [0.906, 0.909, 0.904, 0.907]})
+    claim = Claim(equivalent=({"optimizer.name": "adam"}, {"optimizer.name": "sgd"}),
+                  within=0.01)
+    text = write_markdown(evaluate_claims([claim], data), tmp_path / "claims.md")
+    header, _, line = text.splitlines()[:3]
+    cells = {h.strip(): c.strip() for h, c in zip(header.split("|"), line.split("|"))}
+    assert cells["claim"].startswith("optimizer.name=adam matches optimizer.name=sgd")
+    assert cells["margin"] == "±0.01" and cells["verdict"] == "**PASS**"
+    assert cells["p (H1)"].endswith("(within)") and cells["Holm p"]
+    assert cells["A − B (95% CI)"].count("[") == 1 and cells["P(A better) (95% CI)"]
+
+
+GOOD_EQ = """\
+name: eq
+task: {name: digits, n_train: 100}
+model: {arch: mlp, depth: 1, width: 8}
+seeds: [0, 1]
+sweep:
+  model.init: [he, xavier]
+expect:
+"""
+
+
+@pytest.mark.parametrize("claim,path,word", [
+    ("  - {equivalent: [{model.init: he}, {model.init: xavier}]}\n", "expect[0].within",
+     "required"),
+    ("  - {equivalent: [{model.init: he}], within: 0.01}\n", "expect[0].equivalent",
+     "two configurations"),
+    ("  - {equivalent: [{model.init: he}, {model.int: x}], within: 0.01}\n",
+     "expect[0].equivalent[1].model.int", "init"),
+    ("  - {equivalent: [{model.init: he}, he], within: 0.01}\n", "expect[0].equivalent[1]",
+     "a mapping"),
+    ("  - {equivalent: [{model.init: he}, {}], within: 0.01}\n", "expect[0].equivalent[1]",
+     "found nothing"),
+    ("  - {equivalent: [{model.init: he}, {model.init: he}], within: 0.01}\n",
+     "expect[0].equivalent", "twice"),
+    ("  - {equivalent: {model.init: he}, within: 0.01}\n", "expect[0].equivalent", "a list"),
+    ("  - {equivalent: [{model.init: he}, {model.init: xavier}], within: -1}\n",
+     "expect[0].within", "> 0"),
+    ("  - {equivalent: [{model.init: he}, {model.init: xavier}], within: 0.01, "
+     "by_at_least: 0.1}\n", "expect[0]", "one form"),
+    ("  - {better: {model.init: he}, than: {model.init: xavier}, within: 0.01}\n",
+     "expect[0].within", "by_at_least"),
+    ("  - {agree: backend, better: {model.init: he}}\n", "expect[0]", "one form"),
+    ("  - {equivalent: [{model.init: he}, {model.init: xavier}], withn: 0.01}\n",
+     "expect[0].withn", "within"),
+])
+def test_equivalent_claims_are_checked_strictly(tmp_path, claim, path, word):
+    from harness.config import load
+    from harness.config.validate import ConfigErrors
+
+    f = tmp_path / "eq.yaml"
+    f.write_text(GOOD_EQ + claim)
+    with pytest.raises(ConfigErrors) as info:
+        load(f)
+    messages = [str(e) for e in info.value.errors]
+    assert any(f": {path}:" in m and word in m for m in messages), messages
+
+
+def test_an_equivalent_claim_loads(tmp_path):
+    from harness.config import load
+
+    f = tmp_path / "eq.yaml"
+    f.write_text(GOOD_EQ + "  - equivalent: [{model.init: he}, {model.init: xavier}]\n"
+                           "    metric: val/accuracy\n    within: 0.02\n")
+    exp, _ = load(f)
+    (claim,) = exp.expect
+    assert claim.equivalent == ({"model.init": "he"}, {"model.init": "xavier"})
+    assert claim.within == 0.02

@@ -221,35 +221,81 @@ def _check_sweep(ck: Checker, raw: dict, sweep, task_defaults: dict) -> dict[str
     return axes
 
 
+# The keys that make each form of claim; a claim takes exactly one form.
+CLAIM_FORMS = {"better/than": ("better", "than", "by_at_least"), "agree": ("agree",),
+               "equivalent": ("equivalent",)}
+
+
 def _check_claims(ck: Checker, raw: dict, task_defaults: dict) -> None:
     claims = raw.get("expect", [])
     for i, claim in enumerate(claims if isinstance(claims, list) else []):
-        where = claim.get("where") if isinstance(claim, dict) else None
+        claim = claim if isinstance(claim, dict) else {}  # the dataclass says it is no mapping
+        where = claim.get("where")
         for path in where if isinstance(where, dict) else {}:
             why = None if path in ("backend", "device", "seed") else path_exists(
                 raw, str(path), task_defaults)
             if why:
                 ck.error(f"expect[{i}].where.{path}", why)
-        if isinstance(claim, dict) and claim.get("agree") is not None:
+        forms = {form: [k for k in keys if claim.get(k) is not None]
+                 for form, keys in CLAIM_FORMS.items()}
+        forms = {form: keys for form, keys in forms.items() if keys}
+        if len(forms) > 1:
+            found = " and ".join(", ".join(keys) for keys in forms.values())
+            ck.error(f"expect[{i}]", f"expected one form of claim: better/than, agree or "
+                                     f"equivalent; found {found}")
+            continue
+        if "agree" in forms:
             axis = claim["agree"]
             if axis not in ("backend", "device", "seed") and (
                     not isinstance(axis, str) or path_exists(raw, axis, task_defaults)):
                 ck.error(f"expect[{i}].agree", f"expected backend, device, seed or a config "
                                                f"path, found {axis!r}")
             continue
+        if "equivalent" in forms:
+            _check_equivalent(ck, raw, task_defaults, claim, f"expect[{i}]")
+            continue
         for side in ("better", "than"):
-            selector = claim.get(side) if isinstance(claim, dict) else None
-            if not isinstance(selector, dict) or not selector:
-                ck.error(f"expect[{i}].{side}", "expected a mapping of dotted path to value, "
-                                                "e.g. {optimizer.name: adam}, found "
-                                                f"{'nothing' if not selector else selector}")
-                continue
-            for path in selector:
-                if path in ("backend", "device", "seed"):
-                    continue
-                why = path_exists(raw, str(path), task_defaults)
-                if why:
-                    ck.error(f"expect[{i}].{side}.{path}", why)
+            _check_selector(ck, raw, task_defaults, claim.get(side), f"expect[{i}].{side}")
+        if "within" in claim:
+            ck.error(f"expect[{i}].within", "expected by_at_least for the margin of a "
+                                            "better/than claim; within is for agree and "
+                                            "equivalent")
+
+
+def _check_selector(ck: Checker, raw: dict, task_defaults: dict, selector, where: str,
+                    mapping_checked: bool = False) -> None:
+    """A configuration of a claim: a non-empty mapping of dotted paths that exist."""
+    if not isinstance(selector, dict) or not selector:
+        if not mapping_checked or isinstance(selector, dict):
+            ck.error(where, "expected a mapping of dotted path to value, e.g. "
+                            f"{{optimizer.name: adam}}, found "
+                            f"{'nothing' if not selector else selector}")
+        return
+    for path in selector:
+        if path in ("backend", "device", "seed"):
+            continue
+        why = path_exists(raw, str(path), task_defaults)
+        if why:
+            ck.error(f"{where}.{path}", why)
+
+
+def _check_equivalent(ck: Checker, raw: dict, task_defaults: dict, claim: dict,
+                      at: str) -> None:
+    """`equivalent: [A, B]` with `within: d`: two distinct configurations and a margin."""
+    pair = claim["equivalent"]
+    if isinstance(pair, list):  # not a list, or items not mappings: the dataclass says so
+        if len(pair) != 2:
+            ck.error(f"{at}.equivalent", "expected two configurations, e.g. [{model.init: "
+                                         f"he}}, {{model.init: xavier}}], found {len(pair)}")
+        for j, selector in enumerate(pair):
+            _check_selector(ck, raw, task_defaults, selector, f"{at}.equivalent[{j}]",
+                            mapping_checked=True)
+        if len(pair) == 2 and pair[0] == pair[1] and isinstance(pair[0], dict):
+            ck.error(f"{at}.equivalent", f"expected two different configurations, found "
+                                         f"{pair[0]} twice")
+    if "within" not in claim:
+        ck.error(f"{at}.within", "required with equivalent: the margin d in the metric's "
+                                 "units, e.g. within: 0.01 for |A - B| < 0.01")
 
 
 def _resolve_auto(backend: str, device: str) -> str:

@@ -1,6 +1,6 @@
 """The judging room: verdicts on an experiment's claims over seeds (claims.py) and
 `harness report` (report.py), which rebuilds tables, plots and claims.md from MLflow.
 
-Imports: every room below it (names, errors, data, config, draw, run); scipy and pandas
+Imports: every room below it (names, errors, data, config, draw, sweep); scipy, pandas
 inside the functions that use them.
 """

@@ -1,43 +1,47 @@
-"""Verdicts on an experiment's textbook claims, from a test over seeds (SPEC 4.6).
+"""Verdicts on an experiment's textbook claims, from tests over seeds (SPEC 4.6).
 
-A claim `better: A, than: B, metric: M, by_at_least: d` says that the final value of M is
-better under configuration A than under B by at least d. Better means higher for accuracy
-and throughput and lower for losses, errors and step times, unless `higher_is_better` says.
-Values are signed so that higher is better; a diverged seed is then -inf, the worst value.
-Every verdict needs at least 2 seeds on each side, and tests A - d against B, one-sided both
-ways: PASS if p(H1 better: A - d > B) <= alpha, FAIL if p(H1 worse: A - d < B) <= alpha,
-INCONCLUSIVE otherwise (a level-alpha test rejects at p <= alpha: Lehmann & Romano,
-Testing Statistical Hypotheses, 3rd ed., 3.3). The test, by what the seeds gave:
+A claim takes one of three forms:
 
-    exact      both sides the same on every seed (to a relative 1e-12, or diverged on every
-               seed): no spread to test, the difference against d decides; a tie with d
-               (0.9 - 0.8 against 0.1, to a relative 1e-12) is INCONCLUSIVE, not rounding's.
-               A side diverged on every seed against one diverged on none is decided alike:
-               -inf stays below any finite value minus d, whatever d (with 2 seeds a side).
-    ranks      some seeds diverged, not all on one side: a one-sided Mann-Whitney U test of
-               A - d against B (scipy.stats.mannwhitneyu with a scipy.stats.PermutationMethod:
-               the exact permutation distribution, ties included, when small), which ranks
-               -inf as the worst value. Three seeds a side, perfectly separated, give
-               p = 1/20; two give 1/6, never a verdict at alpha 0.05.
-    welch      otherwise, Welch's t-test (scipy.stats.ttest_ind, equal_var=False); against an
-               exact side, the one-sample t-test of the other side (scipy.stats.ttest_1samp),
-               which is what Welch's test becomes when one variance is 0.
-    bootstrap  or, if the claim asks, a percentile bootstrap interval (1 - alpha) of the
-               difference of means (scipy.stats.bootstrap): PASS if it lies above d, FAIL if
-               below, INCONCLUSIVE if it straddles d; p is the share of resampled
-               differences on the wrong side of d.
+    better: A, than: B, metric: M, by_at_least: d
+        the final value of M is better under configuration A than under B by at least d.
+        Better means higher for accuracy and throughput and lower for losses, errors and
+        step times, unless `higher_is_better` says.
+    equivalent: [A, B], metric: M, within: d
+        A and B give the same M up to d either way: |mean(A) - mean(B)| < d, in M's units.
+    agree: axis, within: r
+        trials which differ only in that axis (backend) give the same final metric to
+        relative tolerance r, per configuration (the trial's config columns, never its final
+        metrics, timings or status) and seed. A configuration whose trial diverged on some
+        values of the axis only FAILs; one whose sibling failed, was killed or is missing
+        makes the claim INCONCLUSIVE.
 
-The p-value shown is one-sided, and the table names its alternative: "better" on PASS and
-INCONCLUSIVE, "worse" on FAIL.
+The first two are tested over seeds by harness/judge/twosample.py (better/than: two
+one-sided tests of A - d against B; equivalent: TOST), each with its effect sizes
+(harness/judge/effects.py): the difference of means with its 95% interval and P(A better
+than B). Claims are judged separately for each backend and device (unless the claim itself
+names them), so that one trial seen through three identical backends never counts thrice.
 
-A claim `agree: backend, within: r` says that trials which differ only in that axis give
-the same final metric to relative tolerance r, per configuration (the trial's config
-columns, never its final metrics, timings or status) and seed. A configuration whose trial
-diverged on some values of the axis only FAILs; one whose sibling failed, was killed or is
-missing makes the claim INCONCLUSIVE.
+Many claims at once. Every verdict row of a file that ran a test is one hypothesis of one
+family, and Holm's step-down procedure (Holm 1979; statsmodels.stats.multitest.
+multipletests, method="holm") adjusts their p-values together; a row stays PASS or FAIL
+only if its adjusted p is at most its claim's alpha, and claims.md shows both p-values. A
+row tests a claim and its negation (PASS, FAIL), which exclude each other: its hypothesis in
+the family is the direction its data favour, the one its p shows (Holm's procedure with
+directional decisions, Shaffer 1980). What this bounds: twice a row's p is a p-value for
+"the difference is exactly the margin" (Bonferroni over its two directions), and Holm's
+procedure on those at 2 alpha rejects the rows this one does; so a file whose rows all sit
+at their margins gives any verdict at all with probability at most 2 alpha, alpha for PASS
+and alpha for FAIL, as one row alone does, however the rows depend on each other (they share
+arms). Away from the margins an error is a verdict in the wrong direction, which Holm's
+procedure keeps within the same bound for independent rows (Shaffer 1980). Twenty claims
+are then not twenty chances of a false PASS. Rows decided with no test (no spread over
+seeds, a side diverged on every seed) and rows that could not be tested (a missing metric,
+too few seeds) do not join the family: the first are decided whatever the level, the second
+cannot be. `agree` rows compare within a tolerance and have no p-value.
 
-Claims are judged separately for each backend and device (unless the claim itself names
-them), so that one trial seen through three identical backends never counts thrice.
+References: Holm, A simple sequentially rejective multiple test procedure, Scand. J.
+Statist. 6 (1979); Shaffer, Control of directional errors with stagewise multiple test
+procedures, Ann. Statist. 8 (1980).
 """
 
 from __future__ import annotations
@@ -45,20 +49,25 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from harness.config.schema import NOT_IN_TRIAL, Experiment
+from harness.judge.effects import Effect, effect
+from harness.judge.table import HEADER, LEGEND, ms, row, write_markdown
+from harness.judge.twosample import Judgement, judge, judge_equivalent
 
 LOWER_IS_BETTER = ("loss", "mae", "step_ms", "gap")
 USABLE = ("finished", "diverged")  # the statuses whose metrics a claim is judged on
-EXACT = 1e-12  # relative spread under which a side's values are one exact value
 # A trial's configuration, as trials.csv writes it (harness/results.py base_row): where it
 # ran, its seed, and its config's dotted keys. Not its final metrics ("epoch", "val/mae"),
 # timings, status, hash or run.
 COORDINATES = ("backend", "device", "seed")
 SECTIONS = {f.name for f in dataclasses.fields(Experiment)} - set(NOT_IN_TRIAL)
+_ms = ms  # the name tests and older callers use
+
+__all__ = ["HEADER", "LEGEND", "Judgement", "Verdict", "evaluate_claims", "judge",
+           "judge_equivalent", "write_markdown"]
 
 
 def higher_is_better(metric: str, override: bool | None) -> bool:
@@ -70,149 +79,21 @@ def higher_is_better(metric: str, override: bool | None) -> bool:
 @dataclass
 class Verdict:
     claim: str  # the claim in words
-    group: str  # which backend and device it was judged on
+    group: str  # which backend and device it was judged on ("numpy/cpu"), or "all"
     verdict: str  # PASS, FAIL or INCONCLUSIVE
-    better: list  # the metric's final values, per seed
-    than: list
-    margin: float
+    better: list  # the metric's final values, per seed: A
+    than: list  # B
+    margin: float  # by_at_least, or an equivalence's within
     p_value: float | None  # one-sided, of the alternative below
     note: str = ""
-    alternative: str | None = None  # "better" or "worse": H1 of p_value
+    alternative: str | None = None  # H1 of p_value: better, worse, within or outside
+    p_holm: float | None = None  # p_value adjusted over the file's rows (Holm)
+    effect: Effect | None = None  # difference of means, P(A better), with 95% intervals
+    kind: str = "better"  # the claim's form: better, equivalent or agree
+    index: int = -1  # the claim's place in the file's `expect:`
 
     def row(self) -> str:
-        p = "" if self.p_value is None else f"{self.p_value:.3g} ({self.alternative})"
-        return (f"| {self.claim} | {self.group} | {_ms(self.better)} | {_ms(self.than)} | "
-                f"{self.margin:g} | {p} | **{self.verdict}** | {self.note} |")
-
-
-class Judgement(NamedTuple):
-    verdict: str  # PASS, FAIL or INCONCLUSIVE
-    p: float | None  # one-sided p-value, or None where no test was run
-    note: str = ""
-    alternative: str | None = None  # "better" or "worse": H1 of p
-
-
-def _ms(values) -> str:
-    """'mean ± std (n=k)' over the seeds with a finite value; diverged (inf) and missing
-    (NaN) seeds are counted: '0.55 ± 0.071 (n=3, 1 diverged)', 'diverged (n=3)'."""
-    if not values:
-        return "none"
-    v = np.asarray(values, dtype=float)
-    finite = v[np.isfinite(v)]
-    counts = {"diverged": int(np.isinf(v).sum()), "missing": int(np.isnan(v).sum())}
-    bad = [f"{n} {what}" for what, n in counts.items() if n]
-    if not len(finite):
-        return f"{' and '.join(what for what, n in counts.items() if n)} (n={len(v)})"
-    std = finite.std(ddof=1) if len(finite) > 1 else 0.0
-    return f"{finite.mean():.4g} ± {std:.2g} (n={', '.join([str(len(v)), *bad])})"
-
-
-def judge(better: list[float], than: list[float], margin: float, higher: bool, test: str,
-          alpha: float, rng_seed: int = 0) -> Judgement:
-    """(verdict, one-sided p or None, note, alternative of p) for one claim on one group,
-    by the rules of the module's docstring. A diverged seed is an infinite value."""
-    a = np.asarray(better, float) * (1 if higher else -1)
-    b = np.asarray(than, float) * (1 if higher else -1)
-    if np.isnan(a).any() or np.isnan(b).any():
-        return Judgement("INCONCLUSIVE", None, "a metric is missing")
-    if len(a) < 2 or len(b) < 2:
-        return Judgement("INCONCLUSIVE", None, "needs at least 2 seeds on each side")
-    down_a, down_b = np.isinf(a), np.isinf(b)
-    a[down_a], b[down_b] = -math.inf, -math.inf  # signed: diverged is the worst value
-    exact_a, exact_b = _exact(a), _exact(b)
-    ordered = (down_a.all() and not down_b.any()) or (down_b.all() and not down_a.any())
-    if (exact_a and exact_b) or ordered:  # every pair of seeds ordered alike
-        return _exact_verdict(a.mean(), b.mean(), margin)
-    if down_a.any() or down_b.any():
-        return _ranks(a - margin, b, alpha, rng_seed, int(down_a.sum() + down_b.sum()))
-    if test == "welch":
-        return _welch(a, b, margin, exact_a, exact_b, alpha)
-    return _bootstrap(a, b, margin, alpha, rng_seed)
-
-
-def _exact(v: np.ndarray) -> bool:
-    """One value on every seed: diverged on all, or a spread within a relative 1e-12 (np.std
-    of three equal 0.3s is 5.6e-17, not 0, and a t-test would run on that rounding)."""
-    if np.isinf(v).all():
-        return True
-    return bool(np.isfinite(v).all() and np.ptp(v) <= EXACT * np.abs(v).max())
-
-
-def _exact_verdict(a: float, b: float, margin: float) -> Judgement:
-    """A against B with no spread to test: their difference against the margin decides.
-    A side diverged on every seed (-inf) loses to any finite one, whatever the margin."""
-    if math.isinf(a) or math.isinf(b):
-        if math.isinf(a) and math.isinf(b):
-            return Judgement("INCONCLUSIVE", None, "both sides diverged on every seed")
-        if math.isinf(b):
-            return Judgement("PASS", None, "the other side diverged on every seed")
-        return Judgement("FAIL", None, "this side diverged on every seed")
-    diff = a - b - margin
-    if abs(diff) <= EXACT * max(abs(a), abs(b), margin):
-        return Judgement("INCONCLUSIVE", None, "no spread over seeds; a tie at the margin")
-    return Judgement("PASS" if diff > 0 else "FAIL", None, "no spread over seeds")
-
-
-def _decide(p_up: float, p_down: float, alpha: float, note: str = "") -> Judgement:
-    """PASS, FAIL or INCONCLUSIVE from the two one-sided p-values of A - d against B. An
-    exact permutation p is a ratio of counts: compared with alpha to a relative 1e-9, so
-    that 1/20 is 0.05 however it was summed."""
-    level = alpha * (1 + 1e-9)
-    if p_up <= level:
-        return Judgement("PASS", float(p_up), note, "better")
-    if p_down <= level:
-        return Judgement("FAIL", float(p_down), note, "worse")
-    return Judgement("INCONCLUSIVE", float(p_up), note, "better")
-
-
-def _ranks(a: np.ndarray, b: np.ndarray, alpha: float, rng_seed: int, diverged: int):
-    """Mann-Whitney U of a (margin already subtracted) against b, one-sided both ways, with
-    its permutation distribution (exact while C(n + m, n) <= 9999, else 9999 seeded draws)."""
-    from scipy import stats  # deferred: ~0.3 s, only judging needs it
-
-    def p(alternative: str) -> float:
-        method = stats.PermutationMethod(rng=np.random.default_rng(rng_seed))
-        return stats.mannwhitneyu(a, b, alternative=alternative, method=method).pvalue
-
-    return _decide(p("greater"), p("less"), alpha,
-                   f"rank test (Mann-Whitney U), {diverged} diverged seed{'s' * (diverged > 1)} "
-                   "ranked worst")
-
-
-def _welch(a, b, margin: float, exact_a: bool, exact_b: bool, alpha: float) -> Judgement:
-    """Welch's t-test of a - margin against b; against an exact side (a net at chance level
-    on every seed), the one-sample t-test of the other side against its value."""
-    from scipy import stats  # deferred: ~0.3 s, only judging needs it
-
-    if exact_b:
-        up, down = [stats.ttest_1samp(a - margin, b.mean(), alternative=h).pvalue
-                    for h in ("greater", "less")]
-        return _decide(up, down, alpha, "the other side is exact: one-sample t-test")
-    if exact_a:
-        up, down = [stats.ttest_1samp(b, a.mean() - margin, alternative=h).pvalue
-                    for h in ("less", "greater")]
-        return _decide(up, down, alpha, "this side is exact: one-sample t-test")
-    up, down = [stats.ttest_ind(a - margin, b, equal_var=False, alternative=h).pvalue
-                for h in ("greater", "less")]
-    return _decide(up, down, alpha)
-
-
-def _bootstrap(a, b, margin: float, alpha: float, rng_seed: int) -> Judgement:
-    """The percentile bootstrap interval of mean(a) - mean(b), against the margin."""
-    from scipy import stats  # deferred: ~0.3 s, only judging needs it
-
-    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
-                          confidence_level=1 - alpha, method="percentile", n_resamples=4999,
-                          rng=np.random.default_rng(rng_seed))
-    low, high = res.confidence_interval
-    note = f"interval [{low:.3g}, {high:.3g}]"
-    dist = res.bootstrap_distribution
-    p_up, p_down = float(np.mean(dist <= margin)), float(np.mean(dist >= margin))
-    if low > margin:
-        return Judgement("PASS", p_up, note, "better")
-    if high < margin:
-        return Judgement("FAIL", p_down, note, "worse")
-    return Judgement("INCONCLUSIVE", p_up, note, "better")
+        return row(self)
 
 
 def matches(selector: dict, row: dict) -> bool:
@@ -238,44 +119,99 @@ def _same(got, want) -> bool:
     return str(got) == str(want)
 
 
+def kind(claim) -> str:
+    if claim.agree:
+        return "agree"
+    return "equivalent" if claim.equivalent else "better"
+
+
+def sides(claim) -> tuple[dict, dict]:
+    """The selectors of arm A and arm B."""
+    if claim.equivalent:
+        return claim.equivalent[0], claim.equivalent[1]
+    return claim.better, claim.than
+
+
 def describe(claim) -> str:
     sel = lambda s: ", ".join(f"{k}={v}" for k, v in s.items())  # noqa: E731
     where = f" (where {sel(claim.where)})" if claim.where else ""
     if claim.agree:
         return f"{claim.metric} agrees over {claim.agree} within {claim.within:g}{where}"
-    return f"{sel(claim.better)} beats {sel(claim.than)} on {claim.metric}{where}"
+    a, b = sides(claim)
+    if claim.equivalent:
+        return f"{sel(a)} matches {sel(b)} on {claim.metric} within ±{claim.within:g}{where}"
+    return f"{sel(a)} beats {sel(b)} on {claim.metric}{where}"
 
 
 def evaluate_claims(claims, rows: list[dict]) -> list[Verdict]:
-    """Judge every claim on the trials' rows (dicts as in trials.csv). Finished and diverged
-    trials are judged; a failed, killed or missing one counts as a missing value, so that a
-    backend whose trials all failed still gets its (INCONCLUSIVE) line."""
+    """Judge every claim on the trials' rows (dicts as in trials.csv), then correct the
+    file's tested rows together (Holm). Finished and diverged trials are judged; a failed,
+    killed or missing one counts as a missing value, so that a backend whose trials all
+    failed still gets its (INCONCLUSIVE) line."""
     verdicts = []
-    for claim in claims:
+    for i, claim in enumerate(claims):
         scope = [r for r in rows if matches(claim.where, r)]
-        verdicts += [_agree(claim, scope)] if claim.agree else _compare(claim, scope)
-    return verdicts
+        found = [_agree(claim, scope)] if claim.agree else _compare(claim, scope)
+        verdicts += [dataclasses.replace(v, index=i) for v in found]
+    return holm(verdicts, [claims[v.index].alpha for v in verdicts])
+
+
+def groups(claim, rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """(label, rows) for each backend and device the claim is judged on, every status
+    kept; one group, "all", if the claim names a backend or device itself."""
+    named = any(k in ("backend", "device") for side in sides(claim) for k in side)
+    keys = [None] if named else sorted({(r["backend"], r["device"]) for r in rows})
+    return [("/".join(key) if key else "all",
+             [r for r in rows if key is None or (r["backend"], r["device"]) == key])
+            for key in keys or [None]]
+
+
+def arm_values(claim, rows: list[dict]) -> tuple[list[float], list[float]]:
+    """The final values of arm A and arm B over the finished and diverged rows."""
+    higher = higher_is_better(claim.metric, claim.higher_is_better)
+    usable = [r for r in rows if r.get("status") in USABLE]
+    a, b = sides(claim)
+    return ([_value(r, claim.metric, higher) for r in usable if matches(a, r)],
+            [_value(r, claim.metric, higher) for r in usable if matches(b, r)])
 
 
 def _compare(claim, rows: list[dict]) -> list[Verdict]:
-    """A better/than claim, judged on each backend and device unless it names them."""
-    named = any(k in ("backend", "device") for k in (*claim.better, *claim.than))
-    groups = [None] if named else sorted({(r["backend"], r["device"]) for r in rows})
+    """A better/than or equivalent claim, judged on each backend and device unless it names
+    them."""
     higher = higher_is_better(claim.metric, claim.higher_is_better)
+    margin = claim.within if claim.equivalent else claim.by_at_least
+    test = judge_equivalent if claim.equivalent else judge
     verdicts = []
-    for group in groups or [None]:
-        scope = [r for r in rows if (group is None or (r["backend"], r["device"]) == group)
-                 and r.get("status") in USABLE]
-        a = [_value(r, claim.metric, higher) for r in scope if matches(claim.better, r)]
-        b = [_value(r, claim.metric, higher) for r in scope if matches(claim.than, r)]
-        if not scope:  # every trial here missing, failed or killed: nothing to judge
+    for label, scope in groups(claim, rows):
+        a, b = arm_values(claim, scope)
+        if not any(r.get("status") in USABLE for r in scope):  # all missing, failed, killed
             j = Judgement("INCONCLUSIVE", None, "no finished or diverged trial")
         else:
-            j = judge(a, b, claim.by_at_least, higher, claim.test, claim.alpha)
-        verdicts.append(Verdict(describe(claim), "/".join(group) if group else "all",
-                                j.verdict, a, b, claim.by_at_least, j.p, j.note,
-                                j.alternative))
+            j = test(a, b, margin, higher, claim.test, claim.alpha)
+        verdicts.append(Verdict(describe(claim), label, j.verdict, a, b, margin, j.p, j.note,
+                                j.alternative, effect=effect(a, b, higher, claim.test),
+                                kind=kind(claim)))
     return verdicts
+
+
+def holm(verdicts: list[Verdict], alphas: list[float]) -> list[Verdict]:
+    """The verdicts with Holm-adjusted p-values over the rows that ran a test; a PASS or
+    FAIL whose adjusted p exceeds its alpha becomes INCONCLUSIVE (module docstring)."""
+    tested = [i for i, v in enumerate(verdicts) if v.p_value is not None]
+    if not tested:
+        return verdicts
+    from statsmodels.stats.multitest import multipletests  # deferred: ~0.5 s, judging only
+
+    adjusted = multipletests([verdicts[i].p_value for i in tested], method="holm")[1]
+    out = list(verdicts)
+    for i, p in zip(tested, adjusted):
+        v = dataclasses.replace(verdicts[i], p_holm=float(p))
+        if v.verdict in ("PASS", "FAIL") and p > alphas[i] * (1 + 1e-9):  # as twosample
+            note = f"Holm over {len(tested)} rows: adjusted p {p:.3g} > alpha {alphas[i]:g}"
+            v = dataclasses.replace(v, verdict="INCONCLUSIVE",
+                                    note="; ".join(filter(None, [v.note, note])))
+        out[i] = v
+    return out
 
 
 def _value(row: dict, metric: str, higher: bool = True) -> float:
@@ -300,11 +236,11 @@ def _agree(claim, rows: list[dict]) -> Verdict:
     one lacking a value (its trial failed, was killed or never ran) counts as missing."""
     axis = claim.agree
     levels = {r.get(axis) for r in rows}
-    groups: dict = {}
+    by_config: dict = {}
     for r in rows:
-        groups.setdefault(configuration(r, axis), []).append(r)
+        by_config.setdefault(configuration(r, axis), []).append(r)
     worst, values, missing, split, paired = 0.0, [], 0, 0, 0
-    for group in groups.values():
+    for group in by_config.values():
         v = np.asarray([_value(r, claim.metric) for r in group], dtype=float)
         values.append(v.tolist())
         seen = {r.get(axis) for r in group}
@@ -318,7 +254,7 @@ def _agree(claim, rows: list[dict]) -> Verdict:
             worst = max(worst, float((v.max() - v.min()) / ref))
     if not paired:
         return Verdict(describe(claim), "all", "INCONCLUSIVE", [], [], claim.within, None,
-                       f"no configuration ran on two values of {axis}")
+                       f"no configuration ran on two values of {axis}", kind="agree")
     note = f"largest relative spread {worst:.2g} over {len(values)} configurations"
     if split:
         verdict, note = "FAIL", f"diverged on some values of {axis} only, in {split} of " \
@@ -328,18 +264,5 @@ def _agree(claim, rows: list[dict]) -> Verdict:
     else:
         verdict = "PASS" if worst <= claim.within else "FAIL"
     flat = [x for v in values for x in v]
-    return Verdict(describe(claim), "all", verdict, flat, [], claim.within, None, note)
-
-
-HEADER = ("| claim | judged on | better: mean ± std | than: mean ± std | margin | p (H1) | "
-          "verdict | note |\n|---|---|---|---|---|---|---|---|")
-LEGEND = ("p (H1): one-sided, with its alternative in brackets: better, the claim holds by "
-          "its margin (shown on PASS and INCONCLUSIVE); worse, it falls short of its margin "
-          "(on FAIL). Empty where no test was needed: no spread over seeds, or a side "
-          "diverged on every seed.")
-
-
-def write_markdown(verdicts: list[Verdict], path) -> str:
-    text = "\n".join([HEADER, *(v.row() for v in verdicts)]) + f"\n\n{LEGEND}\n"
-    path.write_text(f"# Claims\n\n{text}")
-    return text
+    return Verdict(describe(claim), "all", verdict, flat, [], claim.within, None, note,
+                   kind="agree")

@@ -10,7 +10,7 @@ ROOMS (tests/test_layering.py holds them to it, imports inside functions include
     config    the experiment file: schema, strict reading, expansion into trials
     draw      matplotlib pictures from plain data (curves, volumes, per-layer diagnostics)
     sweep     a trial's training loop, MLflow tracking, executors, `harness run`
-    judge     claims over seeds and `harness report`
+    verdicts  claims over seeds and `harness report`
     debug     `harness check`: gradient check, overfit one batch, parity
     api       the same from Python: harness.load, run, results, judge, report, check
     cli       the command line, a thin layer over run, judge and debug
@@ -21,7 +21,8 @@ matplotlib are imported by the code that needs them, so `python -m harness --hel
 at once.
 """
 
-ROOMS = ("names", "errors", "data", "config", "draw", "sweep", "judge", "debug", "api", "cli")
+ROOMS = ("names", "errors", "data", "config", "draw", "sweep", "verdicts", "debug", "api",
+         "cli")
 API = ("load", "run", "results", "judge", "report", "check", "Results")
 
 

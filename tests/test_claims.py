@@ -11,7 +11,7 @@ from conftest import needs
 from scipy import stats
 
 from harness.config.schema import Claim
-from harness.judge.claims import (
+from harness.verdicts.claims import (
     _ms,
     evaluate_claims,
     higher_is_better,
@@ -20,8 +20,8 @@ from harness.judge.claims import (
     matches,
     write_markdown,
 )
-from harness.judge.effects import effect
-from harness.judge.twosample import evidence
+from harness.verdicts.effects import effect
+from harness.verdicts.twosample import evidence
 
 
 def rows(values: dict[str, list[float]], metric="val/accuracy", backend="numpy"):

@@ -1,4 +1,4 @@
-"""The stopping rule (harness/judge/sequential.py): its boundaries against scipy's
+"""The stopping rule (harness/verdicts/sequential.py): its boundaries against scipy's
 multivariate normal CDF, and its error rate and power by simulation through the real rule.
 
     python -m pytest -q -s tests/test_sequential.py            # prints the measured rates
@@ -7,7 +7,7 @@ multivariate normal CDF, and its error rate and power by simulation through the 
 Each simulated claim is "A beats B" (margin 0) on normal final values, one standard deviation
 per seed, judged by `decide` after each look of the plan until it is decided. With no effect
 a PASS and a FAIL are both errors, each tested at alpha, as one fixed-sample claim is
-(harness/judge/twosample.py): each must stay under the binomial 95% upper bound for alpha
+(harness/verdicts/twosample.py): each must stay under the binomial 95% upper bound for alpha
 with that many claims, and naive peeking (the fixed-sample test at every look, the same
 data) must not, so that the simulation can fail.
 """
@@ -19,8 +19,8 @@ import pytest
 from scipy import stats
 
 from harness.config.schema import Claim
-from harness.judge.claims import judge
-from harness.judge.sequential import (
+from harness.verdicts.claims import judge
+from harness.verdicts.sequential import (
     SequentialPlan,
     boundaries,
     decide,

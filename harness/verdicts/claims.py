@@ -15,9 +15,9 @@ A claim takes one of three forms:
         values of the axis only FAILs; one whose sibling failed, was killed or is missing
         makes the claim INCONCLUSIVE.
 
-The first two are tested over seeds by harness/judge/twosample.py (better/than: two
+The first two are tested over seeds by harness/verdicts/twosample.py (better/than: two
 one-sided tests of A - d against B; equivalent: TOST), each with its effect sizes
-(harness/judge/effects.py): the difference of means with its 95% interval and P(A better
+(harness/verdicts/effects.py): the difference of means with its 95% interval and P(A better
 than B). Claims are judged separately for each backend and device (unless the claim itself
 names them), so that one trial seen through three identical backends never counts thrice.
 
@@ -53,9 +53,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config.schema import NOT_IN_TRIAL, Experiment
-from harness.judge.effects import Effect, effect
-from harness.judge.table import HEADER, LEGEND, ms, row, write_markdown
-from harness.judge.twosample import Judgement, judge, judge_equivalent
+from harness.verdicts.effects import Effect, effect
+from harness.verdicts.table import HEADER, LEGEND, ms, row, write_markdown
+from harness.verdicts.twosample import Judgement, judge, judge_equivalent
 
 LOWER_IS_BETTER = ("loss", "mae", "step_ms", "gap")
 USABLE = ("finished", "diverged")  # the statuses whose metrics a claim is judged on

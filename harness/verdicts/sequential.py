@@ -19,7 +19,7 @@ solves
 computed by numerical integration of the process look by look (Armitage, McPherson & Rowe
 1969; Jennison & Turnbull 2000, ch. 19), and checked in the tests against scipy's
 multivariate normal CDF. At look k the claim is judged by its usual test
-(harness/judge/twosample.py: Welch, ranks, bootstrap, or the rule for no spread) at the
+(harness/verdicts/twosample.py: Welch, ranks, bootstrap, or the rule for no spread) at the
 nominal level 1 - Phi(c_k) instead of alpha: the "significance level approach" to group-
 sequential t-tests (Jennison & Turnbull 2000, ch. 3 and 7), which carries the boundaries to
 a statistic whose variance is estimated from the seeds.
@@ -39,7 +39,7 @@ family and r those decided so far, repeated until no more is decided. A claim de
 no test (no spread over seeds) counts as decided; one that cannot be tested yet (a missing
 metric, too few seeds) stays in the family, since a later look may test it.
 
-What it guarantees, as one fixed-sample claim does (harness/judge/twosample.py): with no
+What it guarantees, as one fixed-sample claim does (harness/verdicts/twosample.py): with no
 effect, a PASS and a FAIL each happen with probability at most alpha. Measured through
 `decide` (tests/test_sequential.py, 20000 claims, looks at 3, 4, ..., 10 seeds, alpha 0.05):
 PASS 0.046 and FAIL 0.047, against 0.13 each way for the fixed-sample test at every look;
@@ -72,9 +72,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from harness.judge import claims as C
-from harness.judge.effects import effect
-from harness.judge.twosample import better_than, equivalence, evidence
+from harness.verdicts import claims as C
+from harness.verdicts.effects import effect
+from harness.verdicts.twosample import better_than, equivalence, evidence
 
 GRID = 801  # points of the integration grid on (-10, c_k); Simpson's rule
 
@@ -179,7 +179,7 @@ def decide(plan: SequentialPlan, look: int, a, b, margin: float = 0.0, higher: b
            rng_seed: int = 0) -> Decision:
     """One claim on one group at look `look` (0-based): A's and B's final values per seed
     (the first plan.looks[look] seeds of each; fewer where trials failed), judged as
-    harness.judge.twosample does at the look's nominal level for `alpha` (the plan's by
+    harness.verdicts.twosample does at the look's nominal level for `alpha` (the plan's by
     default; judge_look passes Holm's share). `margin` is by_at_least, or an equivalence's
     within."""
     level = plan.level(look, alpha)

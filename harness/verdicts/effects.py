@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from harness.judge.twosample import signed
+from harness.verdicts.twosample import signed
 
 LEVEL = 0.95
 RESAMPLES = 2000

@@ -34,12 +34,12 @@ from harness.draw.curves import curves, finals, sensitivity, short, throughput
 from harness.draw.layers import draw as draw_layers
 from harness.draw.volumes import slices, surfaces
 from harness.errors import refuse
-from harness.judge.claims import evaluate_claims, write_markdown
 from harness.names import LAYERS_TAG, OVERRIDES_TAG, TRIAL_TAG, parse_diag
 from harness.sweep.results import TrialsTable
 from harness.sweep.tracking import Tracker, default_uri
 from harness.sweep.train import dataset, model_for
 from harness.sweep.tuning import choose, tuned, tuning_trials
+from harness.verdicts.claims import evaluate_claims, write_markdown
 
 STATUSES = ("finished", "diverged", "failed", "killed", "missing")
 

@@ -9,11 +9,12 @@ ROOMS (tests/test_layering.py holds them to it, imports inside functions include
     data      tasks (datasets, offline) and augmentation (the registry and its ops)
     config    the experiment file: schema, strict reading, expansion into trials
     draw      matplotlib pictures from plain data (curves, volumes, per-layer diagnostics)
+    verdicts  claims judged over seeds: the tests, Holm, effects, seeds until decided
     sweep     a trial's training loop, MLflow tracking, executors, `harness run`
-    verdicts  claims over seeds and `harness report`
+    reporting `harness report`: tables, plots and claims.md from MLflow alone
     debug     `harness check`: gradient check, overfit one batch, parity
     api       the same from Python: harness.load, run, results, judge, report, check
-    cli       the command line, a thin layer over run, judge and debug
+    cli       the command line, a thin layer over sweep, reporting and debug
 
 Below them all, backends/ (the model spec and the three backends), which never imports
 harness. `import harness` imports nothing but this docstring: torch, jax, mlflow and
@@ -21,8 +22,8 @@ matplotlib are imported by the code that needs them, so `python -m harness --hel
 at once.
 """
 
-ROOMS = ("names", "errors", "data", "config", "draw", "sweep", "verdicts", "debug", "api",
-         "cli")
+ROOMS = ("names", "errors", "data", "config", "draw", "verdicts", "sweep", "reporting",
+         "debug", "api", "cli")
 API = ("load", "run", "results", "judge", "report", "check", "Results")
 
 

@@ -22,13 +22,13 @@ from harness.config import Trial
 from harness.config import load as _load
 from harness.debug.check import CheckOptions
 from harness.debug.check import check as _check
+from harness.reporting.report import ReportOptions, latest_runs
+from harness.reporting.report import report as _report
 from harness.sweep.results import TrialsTable
 from harness.sweep.runner import RunOptions
 from harness.sweep.runner import run as _run
 from harness.sweep.tracking import Tracker, default_uri
 from harness.verdicts.claims import evaluate_claims
-from harness.verdicts.report import ReportOptions, latest_runs
-from harness.verdicts.report import report as _report
 
 
 def load(file, overrides=()):

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             executor=args.executor, workers=args.workers, threads=args.threads,
             address=args.address, quiet=args.quiet))
     if args.command == "report":
-        from harness.verdicts.report import ReportOptions, report, report_folder
+        from harness.reporting.report import ReportOptions, report, report_folder
 
         judge = report_folder if Path(args.file).is_dir() else report
         return judge(args.file, args.set, ReportOptions(results=args.results,

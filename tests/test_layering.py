@@ -130,7 +130,7 @@ def test_the_checks_catch_a_planted_upward_import_and_a_circle():
 
 def test_the_graph_sees_imports_inside_functions():
     # cli imports each command's room inside main(): the walk must see it or it proves nothing
-    assert {"harness.sweep.runner", "harness.verdicts.report", "harness.debug.check"} <= \
+    assert {"harness.sweep.runner", "harness.reporting.report", "harness.debug.check"} <= \
         graph()["harness.cli"]
 
 

@@ -144,11 +144,20 @@ def path_exists(raw_exp: dict, path: str, task_defaults: dict) -> str | None:
 
 def check_experiment(ck: Checker, raw: dict):
     """(Experiment, resolved task dict, resolved augment list), or BAD values on error."""
-    body = {k: v for k, v in raw.items() if k not in ("task", "augment")}
+    body = {k: v for k, v in raw.items() if k not in ("task", "augment", "seed_rounds")}
+    rounds = None
+    if isinstance(body.get("seeds"), dict):  # seeds until decided: {min, max, round}
+        rounds = ck.dataclass(schema.SeedRounds, body["seeds"], "seeds")
+        if rounds is not BAD and rounds.max < rounds.min:
+            ck.error("seeds.max", f"expected max >= min ({rounds.min}), found {rounds.max}")
+            rounds = BAD
+        body = {**body, "seeds": list(range(rounds.min)) if rounds is not BAD else [0]}
     exp = ck.dataclass(schema.Experiment, body, "")
+    if exp is not BAD and rounds is not None:
+        exp = BAD if rounds is BAD else dataclasses.replace(exp, seed_rounds=rounds)
     task = _check_task(ck, raw.get("task", {"name": schema.TaskConfig().name}))
     augment = _check_augment(ck, raw.get("augment", []))
-    _check_lists(ck, raw)
+    _check_lists(ck, {**raw, "seeds": body.get("seeds", [0])})
     if exp is not BAD and exp.optimizer.name == "momentum" and exp.optimizer.momentum == 0:
         ck.error("optimizer.momentum", "expected a value > 0 for momentum, found 0 (momentum "
                                        "0 is plain sgd: use name: sgd)")

@@ -99,6 +99,18 @@ class Tune:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SeedRounds:
+    """`seeds: {min: 3, max: 10}`: seeds until decided (issue 15). The arms run `min` seeds,
+    the claims are judged, and the arms of undecided claims get `round` more at a time, up to
+    `max`, under a group-sequential rule that keeps each claim's error at its alpha
+    (harness/verdicts/sequential.py). Seeds are 0, 1, 2, ... in that order."""
+
+    min: int = checked(3, at_least(2), ">= 2")  # a verdict needs two seeds a side
+    max: int = checked(10, at_least(2), ">= 2")
+    round: int = checked(1, at_least(1), ">= 1")  # seeds added per round
+
+
+@dataclass(frozen=True, kw_only=True)
 class Experiment:
     name: str = ""  # the MLflow experiment; letters, digits, - _ .
     description: str = ""
@@ -114,9 +126,12 @@ class Experiment:
     expect: tuple[Claim, ...] = ()
     target: Target | None = None  # time to target; part of a trial's identity when set
     tune: Tune | None = None  # tune each arm on validation first
+    # seeds: {min, max, round} is read into this, and seeds into range(min)
+    seed_rounds: SeedRounds | None = None
 
 
 # What a trial's identity is made of: everything but these (SPEC 4.4).
-NOT_IN_TRIAL = ("description", "backends", "devices", "seeds", "sweep", "expect", "tune")
+NOT_IN_TRIAL = ("description", "backends", "devices", "seeds", "sweep", "expect", "tune",
+                "seed_rounds")
 # Sweep axes may point anywhere in the trial's config but at these.
 NOT_SWEEPABLE = ("name", *NOT_IN_TRIAL)

@@ -35,11 +35,13 @@ from harness.draw.layers import draw as draw_layers
 from harness.draw.volumes import slices, surfaces
 from harness.errors import refuse
 from harness.names import LAYERS_TAG, OVERRIDES_TAG, TRIAL_TAG, parse_diag
+from harness.sweep import rounds
 from harness.sweep.results import TrialsTable
 from harness.sweep.tracking import Tracker, default_uri
 from harness.sweep.train import dataset, model_for
 from harness.sweep.tuning import choose, tuned, tuning_trials
 from harness.verdicts.claims import evaluate_claims, write_markdown
+from harness.verdicts.sequential import replay
 
 STATUSES = ("finished", "diverged", "failed", "killed", "missing")
 
@@ -132,6 +134,11 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     tuning_text = ""
     if exp.tune:
         trials, tuning_text = _tuned(tracker, trials, out)
+    if exp.seed_rounds:  # seeds until decided: only the seeds the rule asked for ran
+        first, candidates = rounds.plan(exp).looks[0], rounds.all_seeds(trials,
+                                                                         rounds.plan(exp))
+        found = latest_runs(tracker, candidates)
+        trials = [t for t in candidates if t.seed < first or t.hash in found]
     runs = latest_runs(tracker, trials)
     table = TrialsTable(out / "trials.csv", trials)
     for t in trials:
@@ -153,7 +160,10 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     throughput(summary, out / "throughput.png", f"{exp.name}: training throughput")
     _extra_plots(exp, trials, runs, tracker, out)
 
-    verdicts = evaluate_claims(exp.expect, rows) if exp.expect else []
+    if exp.expect and exp.seed_rounds:  # the looks the runner took, replayed
+        verdicts = replay(rounds.plan(exp), exp.expect, rows)
+    else:
+        verdicts = evaluate_claims(exp.expect, rows) if exp.expect else []
     if verdicts:
         text = write_markdown(verdicts, out / "claims.md")
     else:  # still written, so that every experiment's results hold the same files

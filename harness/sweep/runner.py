@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.config import ConfigErrors, Trial, load
 from harness.errors import EXIT_USAGE, refuse
 from harness.names import EXECUTOR_TAG, FILE_TAG, OVERRIDES_TAG, STATUS_TAG, TRIALS_TAG
-from harness.sweep import executors
+from harness.sweep import executors, rounds
 from harness.sweep.preflight import preflight
 from harness.sweep.results import TrialsTable
 from harness.sweep.threads import cores
@@ -141,6 +141,8 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
                 progress.line(f"tuned {a[0]} on {a[1]}/{a[2]}: {c.describe()}")
             trials = final
         table = sweep.run(trials, results / exp.name / "trials.csv")
+        if exp.seed_rounds and exp.expect:
+            _rounds(exp, trials, table, sweep, progress)
     except KeyboardInterrupt:
         if sweep.parent is not None:
             tracker.end(sweep.parent, "KILLED")
@@ -196,8 +198,14 @@ class _Sweep:
         self.parent: str | None = None  # created with the first trial that runs
         self.statuses: list[str] = []
 
-    def run(self, trials: list[Trial], path: Path) -> TrialsTable:
-        table = TrialsTable(path, trials)
+    def run(self, trials: list[Trial], path: Path, table: TrialsTable | None = None
+            ) -> TrialsTable:
+        """Run what of `trials` the store has not finished, into `table` (a new one at
+        `path`, or an earlier one extended by these trials)."""
+        if table is None:
+            table = TrialsTable(path, trials)
+        else:
+            table.order += [t.hash for t in trials if t.hash not in table.order]
         for t in trials:
             if t.hash in self.done:
                 table.from_run(t, self.done[t.hash])
@@ -225,6 +233,24 @@ class _Sweep:
         finally:
             table.write()
         return table
+
+
+def _rounds(exp, trials: list[Trial], table: TrialsTable, sweep: _Sweep, progress) -> None:
+    """Seeds until decided: judge after each round, add seeds to the undecided claims' arms
+    (harness/sweep/rounds.py), until every claim is decided or the plan's max is reached."""
+    p, verdicts, look = rounds.plan(exp), None, 0
+    while True:
+        rows = [table.rows[h] for h in table.order if h in table.rows]
+        verdicts, new = rounds.next_round(p, look, exp, trials, rows, verdicts)
+        decided = sum(v.verdict in ("PASS", "FAIL") for v in verdicts)
+        progress.line(f"look {look + 1} ({p.looks[look]} seeds a side): {decided} of "
+                      f"{len(verdicts)} claim rows decided"
+                      + (f"; {len(new)} more trials" if new else ""))
+        if not new:
+            return
+        sweep.run(new, table.path, table)
+        trials = [*trials, *new]
+        look += 1
 
 
 def execute(options: RunOptions, tracker, parent: str, todo: list[Trial], on_done,

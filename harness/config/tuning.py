@@ -68,8 +68,7 @@ def check_tune(ck: Checker, raw: dict, axes: dict, task_defaults: dict) -> None:
             if why:
                 ck.error(where, why)
                 continue
-            if path in axes or any(path.startswith(f"{a}.") or a.startswith(f"{path}.")
-                                   for a in axes):
+            if _swept(path, axes):
                 ck.error(where, f"{path!r} is a sweep axis too: an arm is a sweep point, "
                                 "and what is tuned within it cannot also vary between arms")
                 continue
@@ -91,6 +90,19 @@ def check_tune(ck: Checker, raw: dict, axes: dict, task_defaults: dict) -> None:
         if shared:
             ck.error("tune.seeds", f"shares seeds [{', '.join(shared)}] with the experiment's "
                                    "seeds: the trials that choose must not be the judged ones")
+
+
+def _swept(path: str, axes: dict) -> bool:
+    """Whether the sweep sets `path`: as an axis, inside one (model.width under a `model:`
+    axis whose values give width), or above one."""
+    for axis, vals in axes.items():
+        if path == axis or axis.startswith(f"{path}."):
+            return True
+        if path.startswith(f"{axis}."):
+            key = path[len(axis) + 1:].split(".")[0]
+            if any(not isinstance(v, dict) or key in v for v in vals):
+                return True
+    return False
 
 
 def _check_log_grid(ck: Checker, where: str, vals) -> None:

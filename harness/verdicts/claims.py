@@ -53,11 +53,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config.schema import NOT_IN_TRIAL, Experiment
+from harness.names import lower_is_better
 from harness.verdicts.effects import Effect, effect
 from harness.verdicts.table import HEADER, LEGEND, ms, row, write_markdown
 from harness.verdicts.twosample import Judgement, judge, judge_equivalent
 
-LOWER_IS_BETTER = ("loss", "mae", "step_ms", "gap")
 USABLE = ("finished", "diverged")  # the statuses whose metrics a claim is judged on
 # A trial's configuration, as trials.csv writes it (harness/results.py base_row): where it
 # ran, its seed, and its config's dotted keys. Not its final metrics ("epoch", "val/mae"),
@@ -73,7 +73,7 @@ __all__ = ["HEADER", "LEGEND", "Judgement", "Verdict", "evaluate_claims", "judge
 def higher_is_better(metric: str, override: bool | None) -> bool:
     if override is not None:
         return override
-    return not any(word in metric for word in LOWER_IS_BETTER)
+    return not lower_is_better(metric)  # losses, errors, step times, gaps, target/steps
 
 
 @dataclass

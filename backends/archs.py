@@ -55,6 +55,19 @@ class Knobs:
     skips: bool = True  # residual shortcuts (resnet) and skip concatenations (unet)
 
 
+# Each arch's (depth, width) when the knobs leave them None: its depth (layers, stages, levels
+# or blocks; lenet has none) and width (units, or the first stage's channels; lenet's is a
+# channel multiplier). `harness describe archs` and the resolved config read them here.
+ARCH_DEFAULTS = {"mlp": (2, 64), "lenet": (None, 1), "vgg": (2, 16), "resnet": (2, 16),
+                 "unet": (2, 8), "encdec": (2, 8), "inception": (2, 16)}
+
+
+def _depth_width(arch: str, k: Knobs) -> tuple:
+    depth, width = ARCH_DEFAULTS[arch]
+    return (k.depth if k.depth is not None else depth,
+            k.width if k.width is not None else width)
+
+
 def _act(k: Knobs, name: str = "act") -> Activation:
     return Activation(name=name, fn=k.activation, slope=k.slope, k=k.maxout_k)
 
@@ -98,7 +111,7 @@ def _head(nd: int, channels: int, spatial: tuple[int, ...], n_out: int, k: Knobs
 
 
 def mlp(input_shape, n_out, k: Knobs) -> Sequential:
-    depth, width = k.depth or 2, k.width or 64
+    depth, width = _depth_width("mlp", k)
     fin = 1
     for d in input_shape:
         fin *= d
@@ -111,7 +124,7 @@ def mlp(input_shape, n_out, k: Knobs) -> Sequential:
 
 def lenet(input_shape, n_out, k: Knobs) -> Sequential:
     c, spatial = input_shape[0], input_shape[1:]
-    nd, w = len(spatial), k.width or 1
+    nd, w = len(spatial), _depth_width("lenet", k)[1]
     kernel = 5 if min(spatial) >= 16 else 3
     ch = (6 * w, 16 * w)
     layers, cin = [], c
@@ -131,7 +144,7 @@ def lenet(input_shape, n_out, k: Knobs) -> Sequential:
 
 def vgg(input_shape, n_out, k: Knobs) -> Sequential:
     c, spatial = input_shape[0], input_shape[1:]
-    nd, depth, w = len(spatial), k.depth or 2, k.width or 16
+    nd, (depth, w) = len(spatial), _depth_width("vgg", k)
     stages = max(1, min(3, min(spatial).bit_length() - 1))  # halve while the input allows
     layers, cin = [], c
     for s in range(stages):
@@ -170,7 +183,7 @@ def resnet(input_shape, n_out, k: Knobs) -> Sequential:
         raise ValueError("resnet does not take activation maxout: the activation after each "
                          "residual addition must keep the channel count")
     c, spatial = input_shape[0], input_shape[1:]
-    nd, depth, w = len(spatial), k.depth or 2, k.width or 16
+    nd, (depth, w) = len(spatial), _depth_width("resnet", k)
     stages = max(1, min(3, min(spatial).bit_length() - 1))
     layers = _conv("stem", nd, c, w, k)
     cin = w
@@ -209,7 +222,7 @@ def _unet_level(i, depth, nd, cin, w, k: Knobs) -> Sequential:
 def unet(input_shape, n_out, k: Knobs) -> Sequential:
     """Dense output (n_out, *spatial); each spatial size must divide by 2**depth."""
     c, nd = input_shape[0], len(input_shape) - 1
-    depth, w = k.depth or 2, k.width or 8
+    depth, w = _depth_width("unet", k)
     return Sequential(name="unet", layers=(
         _unet_level(0, depth, nd, c, w, k),
         Conv(name="head", ndim=nd, in_channels=w, out_channels=n_out, kernel=1)))
@@ -237,7 +250,7 @@ def _inception_block(name, nd, cin, c, k: Knobs) -> Sequential:
 
 def inception(input_shape, n_out, k: Knobs) -> Sequential:
     c, spatial = input_shape[0], input_shape[1:]
-    nd, depth, w = len(spatial), k.depth or 2, k.width or 16
+    nd, (depth, w) = len(spatial), _depth_width("inception", k)
     layers = _conv("stem", nd, c, w, k)
     cin = w
     for b in range(depth):

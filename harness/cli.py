@@ -82,6 +82,14 @@ def parser() -> argparse.ArgumentParser:
                      help="overfit: the steps allowed (default 200)")
     chk.add_argument("--fraction", type=float, default=0.1, metavar="F",
                      help="overfit: the loss must fall below F x its start (default 0.1)")
+    desc = sub.add_parser("describe", help="what a file can say: archs, tasks, optimizers, "
+                                            "augment, metrics, or a dotted key",
+                          formatter_class=argparse.RawTextHelpFormatter)
+    desc.add_argument("topic", nargs="?", default=None,
+                      help="archs, tasks, optimizers, augment, metrics, or a key such as "
+                           "model.width (default: all topics)")
+    desc.add_argument("--schema", action="store_true",
+                      help="print a JSON Schema of the experiment file (for editors)")
     return p
 
 
@@ -111,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         judge = report_folder if Path(args.file).is_dir() else report
         return judge(args.file, args.set, ReportOptions(results=args.results,
                                                         tracking_uri=args.tracking_uri))
+    if args.command == "describe":
+        import json
+
+        from harness.config.describe import TOPICS, describe, json_schema
+
+        if args.schema:
+            print(json.dumps(json_schema(), indent=1))
+            return 0
+        try:
+            print("\n\n".join(describe(t) for t in ([args.topic] if args.topic else TOPICS)))
+        except KeyError as exc:
+            print(f"describe: {exc.args[0]}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "check":
         from harness.debug.check import CHECKS, CheckOptions, check
 

@@ -257,7 +257,7 @@ def sensitivity(arms: dict[str, list], metric: str, path: Path, title: str) -> N
     its values on the x axis, log-scaled when they span a decade; several: the combinations
     in grid order), the chosen one marked. arms: label -> [(values, mean score, n)]."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     knobs = {k for scores in arms.values() for v, _, _ in scores for k in v}
     one = len(knobs) == 1 and all(isinstance(v[k], (int, float)) for scores in arms.values()
                                   for v, _, _ in scores for k in v)
@@ -285,7 +285,8 @@ def sensitivity(arms: dict[str, list], metric: str, path: Path, title: str) -> N
                       rotation=30, ha="right", fontsize=6)
     ax.set_ylabel(f"{metric} (final, mean over tuning seeds)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, title="arm (star: chosen)")
+    ax.legend(fontsize=7, title="arm (star: chosen)", loc="center left",
+              bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -56,8 +56,11 @@ def row(v) -> str:
     e = v.effect
     diff = "" if e is None else _interval(e.diff, e.low, e.high)
     poi = "" if e is None else _interval(e.poi, e.poi_low, e.poi_high, ".2f")
-    return (f"| {v.claim} | {v.group} | {ms(v.better)} | {ms(v.than)} | {margin} | {diff} | "
+    text = (f"| {v.claim} | {v.group} | {ms(v.better)} | {ms(v.than)} | {margin} | {diff} | "
             f"{poi} | {p} | {holm} | **{v.verdict}** | {v.note} |")
+    if " on target/" in v.claim:  # time to target: inf is a target never reached, the worst
+        text = text.replace("diverged", "never reached")
+    return text
 
 
 def write_markdown(verdicts, path) -> str:

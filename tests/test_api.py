@@ -18,7 +18,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 -- our own README
     assert namespace["code"] == 0
     trials = namespace["res"].trials
-    assert len(trials) == 3 * 2 and set(trials["status"]) == {"finished"}
+    assert len(trials) == 2 * 2 and set(trials["status"]) == {"finished"}
     assert trials["test/accuracy"].between(0, 1).all()
     assert set(namespace["verdicts"]["verdict"]) <= {"PASS", "FAIL", "INCONCLUSIVE"}
     assert len(namespace["verdicts"]) >= 1

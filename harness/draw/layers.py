@@ -38,7 +38,7 @@ def draw(points: list[tuple[object, list[str], dict]], out: Path, title: str) ->
     """diagnostics.png and diag_layers.png under `out`; nothing without diagnostics.
 
     points: [(trial, its leaves in forward order, {(layer, quantity): [(step, value)]})],
-    one per sweep point (harness/verdicts/report.py `diagnostics` reads them from MLflow)."""
+    one per sweep point (harness/reporting/report.py `diagnostics` reads them from MLflow)."""
     if not points:
         return []
     plt = _pyplot()

@@ -494,3 +494,22 @@ def test_an_equivalent_claim_loads(tmp_path):
     (claim,) = exp.expect
     assert claim.equivalent == ({"model.init": "he"}, {"model.init": "xavier"})
     assert claim.within == 0.02
+
+
+def test_a_claim_says_which_axes_it_pools_over():
+    # issue 17: n=4 per side from 2 seeds x BatchNorm on/off, and the table did not say so
+    rows = []
+    for name in ("sgd", "adam"):
+        for bn in ("True", "False"):
+            for seed in (0, 1):
+                rows.append({"optimizer.name": name, "model.batchnorm": bn, "backend": "numpy",
+                             "device": "cpu", "seed": str(seed), "status": "finished",
+                             "val/accuracy": str(0.5 + 0.1 * (name == "adam") + 0.01 * seed),
+                             "hash": f"{name}{bn}{seed}"})
+    claim = Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": "sgd"})
+    (v,) = evaluate_claims([claim], rows)
+    assert "pools over model.batchnorm (2 values)" in v.note and len(v.better) == 4
+    fixed = Claim(better={"optimizer.name": "adam"}, than={"optimizer.name": "sgd"},
+                  where={"model.batchnorm": True})
+    (v,) = evaluate_claims([fixed], rows)
+    assert "pools over" not in v.note and len(v.better) == 2

@@ -222,3 +222,22 @@ def test_a_key_given_twice_deep_in_a_sweep_or_an_override_is_refused(tmp_path):
     f.write_text(GOOD.replace("backends: [numpy]", "backends: [numpy]\nsweep:\n  model.width: "
                               "[4, 8]\n  optimizer.lr: [0.1, 0.2]"))
     assert len(config.load(f)[1]) == 4
+
+
+def test_a_claim_value_not_in_the_grid_is_refused_with_the_values_that_are(tmp_path):
+    # issue 17: `better: {model.activation: sigmoid}` with sigmoid not swept passed, and
+    # report then blamed the seed count
+    f = tmp_path / "claim.yaml"
+    f.write_text(GOOD + "sweep:\n  model.activation: [relu, tanh]\nexpect:\n"
+                        "  - {better: {model.activation: sigmoid}, than: {model.activation: "
+                        "relu}}\n  - {better: {model.activation: tanh}, than: "
+                        "{model.activation: relu}, where: {backend: torch}}\n")
+    with pytest.raises(ConfigErrors) as info:
+        config.load(f)
+    messages = [str(e) for e in info.value.errors]
+    assert any("expect[0].better: no trial of the grid has {'model.activation': 'sigmoid'}"
+               in m and "model.activation: relu, tanh" in m for m in messages), messages
+    assert any("expect[1].better" in m and "backend: numpy" in m for m in messages), messages
+    assert len(messages) == 3  # expect[1]'s where fails both of its sides
+    proc = _run(f, tmp_path)
+    assert proc.returncode == 2 and not (tmp_path / "store").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -316,4 +317,43 @@ def _resolve_auto(backend: str, device: str) -> str:
     return "gpu" if "gpu" in backends.load(backend).devices() else "cpu"
 
 
-__all__ = ["Trial", "check_experiment", "path_exists", "resolved", "trial_hash"]
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> dotted params, as strings (MLflow params are strings)."""
+    out = {}
+    for key, value in config.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, path))
+        elif isinstance(value, list):
+            out[path] = ",".join(v.get("name", str(v)) if isinstance(v, dict) else str(v)
+                                 for v in value) or "none"
+        else:
+            out[path] = str(value)
+    return out
+
+
+def matches(selector: dict, row: dict) -> bool:
+    """Whether a trial row (flat, dotted keys, strings) has every value of the selector."""
+    for key, want in selector.items():
+        got = row.get(key)
+        if got is None or not _same(got, want):
+            return False
+    return True
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, list):  # an augment list, as trials.csv writes it: "crop,noise"
+        names = [w.get("name", str(w)) if isinstance(w, dict) else str(w) for w in want]
+        want = ",".join(names) or "none"
+    if isinstance(want, bool):
+        return str(got).lower() == str(want).lower()
+    if isinstance(want, (int, float)):
+        try:
+            return math.isclose(float(got), float(want), rel_tol=1e-12)
+        except ValueError:
+            return False
+    return str(got) == str(want)
+
+
+__all__ = ["Trial", "check_experiment", "flatten", "matches", "path_exists", "resolved",
+           "trial_hash"]

@@ -17,6 +17,8 @@ from harness.config.expand import (
     _check_sweep,
     _resolve_auto,
     check_experiment,
+    flatten,
+    matches,
     resolved,
     trial_hash,
 )
@@ -67,6 +69,32 @@ def load(path, overrides: list[str] = ()) -> tuple[schema.Experiment, list[Trial
                     trials.append(Trial(index, point_exp, config, point, backend, device, seed,
                                         trial_hash(config, backend, device, seed)))
                     index += 1
+    errors = claim_values(str(path), sources, exp, trials)
+    if errors:
+        raise ConfigErrors(errors)
     return exp, trials
+
+
+def claim_values(source: str, sources: dict, exp, trials: list[Trial]) -> list:
+    """A claim side (`better`, `than`, each `equivalent`, with its `where`) that no trial of
+    the grid matches: refused with the values the grid has at each of its paths, since
+    report would otherwise blame the seeds (issue 17)."""
+    rows = [{**flatten(t.config), "backend": t.backend, "device": t.device,
+             "seed": str(t.seed)} for t in trials]
+    ck = Checker(source, sources)
+    for i, claim in enumerate(exp.expect):
+        sides = {"better": claim.better, "than": claim.than} if claim.better else {}
+        sides.update({f"equivalent[{j}]": s for j, s in enumerate(claim.equivalent)})
+        if claim.where and not sides:
+            sides = {"where": {}}
+        for name, side in sides.items():
+            selector = {**claim.where, **side}
+            if any(matches(selector, r) for r in rows):
+                continue
+            grid = "; ".join(f"{k}: {', '.join(sorted({str(r.get(k)) for r in rows}))}"
+                             for k in selector)
+            ck.error(f"expect[{i}].{name}", f"no trial of the grid has {selector}: the grid "
+                                            f"has {grid}")
+    return ck.errors
 
 

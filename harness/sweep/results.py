@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from harness.config import Trial
+from harness.config.expand import flatten
 from harness.names import ERROR_TAG, STATUS_TAG
-from harness.sweep.tracking import flatten
 
 FIRST = ("index", "hash", "status", "error", "run_id", "backend", "device", "seed", "point")
 

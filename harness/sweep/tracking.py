@@ -21,6 +21,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from harness.config.expand import flatten
 from harness.names import (
     FILE_TAG,
     HOST_TAG,
@@ -73,21 +74,6 @@ def context_tags() -> dict[str, str]:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
-
-
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    """Nested config -> dotted params, as strings (MLflow params are strings)."""
-    out = {}
-    for key, value in config.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(flatten(value, path))
-        elif isinstance(value, list):
-            out[path] = ",".join(v.get("name", str(v)) if isinstance(v, dict) else str(v)
-                                 for v in value) or "none"
-        else:
-            out[path] = str(value)
-    return out
 
 
 class TrackingUnavailable(RuntimeError):

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.config.expand import matches
 from harness.config.schema import NOT_IN_TRIAL, Experiment
 from harness.names import lower_is_better
 from harness.verdicts.effects import Effect, effect
@@ -94,29 +95,6 @@ class Verdict:
 
     def row(self) -> str:
         return row(self)
-
-
-def matches(selector: dict, row: dict) -> bool:
-    """Whether a trial row (flat, dotted keys, strings) has every value of the selector."""
-    for key, want in selector.items():
-        got = row.get(key)
-        if got is None or not _same(got, want):
-            return False
-    return True
-
-
-def _same(got, want) -> bool:
-    if isinstance(want, list):  # an augment list, as trials.csv writes it: "crop,noise"
-        names = [w.get("name", str(w)) if isinstance(w, dict) else str(w) for w in want]
-        want = ",".join(names) or "none"
-    if isinstance(want, bool):
-        return str(got).lower() == str(want).lower()
-    if isinstance(want, (int, float)):
-        try:
-            return math.isclose(float(got), float(want), rel_tol=1e-12)
-        except ValueError:
-            return False
-    return str(got) == str(want)
 
 
 def kind(claim) -> str:
@@ -175,6 +153,23 @@ def arm_values(claim, rows: list[dict]) -> tuple[list[float], list[float]]:
             [_value(r, claim.metric, higher) for r in usable if matches(b, r)])
 
 
+def pooled(claim, rows: list[dict]) -> str:
+    """'pools over model.batchnorm (2 values)': the config keys that vary within a side of
+    the claim, whose trials it counts together with the seeds (say so, or the n per side
+    looks like seeds alone)."""
+    varying = {}
+    for side in sides(claim):
+        mine = [r for r in rows if matches({**claim.where, **side}, r)]
+        for key in {k for r in mine for k in r if "." in k and "/" not in k}:
+            if key in side or key in claim.where:
+                continue
+            values = {str(r.get(key)) for r in mine}
+            if len(values) > 1:
+                varying[key] = max(varying.get(key, 0), len(values))
+    return ("pools over " + ", ".join(f"{k} ({n} values)" for k, n in sorted(varying.items()))
+            if varying else "")
+
+
 def _compare(claim, rows: list[dict]) -> list[Verdict]:
     """A better/than or equivalent claim, judged on each backend and device unless it names
     them."""
@@ -188,7 +183,8 @@ def _compare(claim, rows: list[dict]) -> list[Verdict]:
             j = Judgement("INCONCLUSIVE", None, "no finished or diverged trial")
         else:
             j = test(a, b, margin, higher, claim.test, claim.alpha)
-        verdicts.append(Verdict(describe(claim), label, j.verdict, a, b, margin, j.p, j.note,
+        note = "; ".join(filter(None, [j.note, pooled(claim, scope)]))
+        verdicts.append(Verdict(describe(claim), label, j.verdict, a, b, margin, j.p, note,
                                 j.alternative, effect=effect(a, b, higher, claim.test),
                                 kind=kind(claim)))
     return verdicts

@@ -207,7 +207,7 @@ def judge_look(plan: SequentialPlan, look: int, claims, rows: list[dict],
     a row decided there keeps its verdict. Each claim uses its own alpha; the family's Holm
     share is recomputed after each decision (module docstring)."""
     done = {(v.index, v.group): v for v in before or [] if v.verdict in ("PASS", "FAIL")}
-    out, order, pending = {}, [], []  # pending: (key, claim, evidence, margin, a, b)
+    out, order, pending = {}, [], []  # pending: (key, claim, evidence, margin, a, b, pool)
     for i, claim in enumerate(claims):
         scope = [r for r in rows if C.matches(claim.where, r)]
         if claim.agree:  # no seeds to add: judged on what ran
@@ -223,17 +223,17 @@ def judge_look(plan: SequentialPlan, look: int, claims, rows: list[dict],
                 continue
             a, b = C.arm_values(claim, _first_seeds(group, plan.looks[look]))
             pending.append(((i, label), claim, evidence(a, b, higher, claim.test), margin,
-                            a, b))
+                            a, b, C.pooled(claim, group)))
     m = sum(1 for key in order if out.get(key) is None or out[key].kind != "agree")
     while True:  # Holm's step-down within the look: decide, widen the others' share, again
         r = sum(1 for v in out.values() if v.kind != "agree" and v.verdict in ("PASS", "FAIL"))
         decided = []
         for item in pending:
-            key, claim, ev, margin, a, b = item
+            key, claim, ev, margin, a, b, pool = item
             level = plan.level(look, claim.alpha / max(m - r, 1))
             j = (equivalence(ev, margin, level) if claim.equivalent
                  else better_than(ev, margin, level))
-            out[key] = _verdict(plan, look, claim, key, j, a, b, margin, level, m - r)
+            out[key] = _verdict(plan, look, claim, key, j, a, b, margin, level, m - r, pool)
             if j.verdict in ("PASS", "FAIL"):
                 decided.append(item)
         if not decided:
@@ -242,14 +242,14 @@ def judge_look(plan: SequentialPlan, look: int, claims, rows: list[dict],
     return [out[key] for key in order]
 
 
-def _verdict(plan, look, claim, key, j, a, b, margin, level, share) -> object:
+def _verdict(plan, look, claim, key, j, a, b, margin, level, share, pool="") -> object:
     higher = C.higher_is_better(claim.metric, claim.higher_is_better)
     where = f"look {look + 1} of {len(plan.looks)} ({plan.looks[look]} seeds a side)"
     if j.p is not None:
         where += f": p against the boundary {level:.3g} (alpha {claim.alpha:g}"
         where += f", Holm share 1/{share})" if share > 1 else ")"
     more = j.verdict == "INCONCLUSIVE" and not plan.last(look)
-    note = "; ".join(filter(None, [j.note, where, "more seeds" if more else ""]))
+    note = "; ".join(filter(None, [j.note, where, "more seeds" if more else "", pool]))
     return C.Verdict(C.describe(claim), key[1], j.verdict, a, b, margin, j.p, note,
                      j.alternative, effect=effect(a, b, higher, claim.test),
                      kind=C.kind(claim), index=key[0])

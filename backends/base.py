@@ -1,18 +1,31 @@
 """The backend protocol (SPEC 4.2): what every backend offers the runner and the tests.
 
-A backend is a sub-package `backends/<name>/` with the same file names in each
-(`__init__.py`, `nn.py`, `optim.py`, `trainer.py`) that exports:
+A backend is a sub-package `backends/<name>/` with the same file names in each and, in
+`nn.py` and `optim.py`, the same public names (tests/test_mirror.py holds them to it):
 
-    NAME: str                         "numpy", "torch" or "jax"
-    CAPABILITIES: Capabilities        what it can do; tests skip on a False flag
-    devices() -> list[str]            the devices present, e.g. ["cpu"] or ["cpu", "gpu"]
-    device_name(device) -> str        the real name: "cpu (x86_64)", "NVIDIA H200"
-    build(spec, params, buffers, optimizer, *, device="cpu", dtype="float32",
-          opt_state=None, rng="canonical", seed=0, compile=False) -> Trainer
+    __init__.py   NAME: str                   "numpy", "torch" or "jax"
+                  CAPABILITIES: Capabilities  what it can do; tests skip on a False flag
+                  devices() -> list[str]      the devices present, e.g. ["cpu", "gpu"]
+                  device_name(device) -> str  the real name: "cpu (x86_64)", "NVIDIA H200"
+                  build(spec, params, buffers, optimizer, *, device="cpu", dtype="float32",
+                        opt_state=None, rng="canonical", seed=0, compile=False) -> Trainer
+    layers.py     one implementation per spec layer, in the framework's own idiom: NumPy's
+                  hand-written forward/backward pairs, torch.nn modules, jax.lax functions
+                  (the one file whose names differ, because that is where the three do)
+    nn.py         build(spec, params, buffers, ...)   the native model from canonical arrays
+                  apply(spec, model, buffers, x, train, masks, outputs)   the forward pass
+                  loss(name, out, y)                  the mean loss
+    optim.py      build(spec, params) -> state        fresh state, every slot zero
+                  load_state(spec, params, state)     canonical state -> native state
+                  export_state(spec, params, state)   native state -> canonical state
+                  step(spec, params, grads, state) -> (params, state)   one canonical update
+    trainer.py    the Trainer below, over those
 
 Arrays cross the boundary as NumPy arrays in canonical form (see backends/init.py): inputs
 x (N, *spec.input_shape); targets y (N,) int64 class labels for cross_entropy, or float
 (N, *spec.output_shape) for mse and l1; dropout masks as `spec.dropout_masks` draws them.
+Canonical state that does not fit the spec raises `StateError`, with the same message from
+every backend: the checks below are written once, here, and every backend calls them.
 """
 
 from __future__ import annotations
@@ -22,14 +35,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .optim import OptimizerSpec
-from .spec import ModelSpec
+from .optim import SLOTS, OptimizerSpec
+from .spec import LOSSES, ModelSpec
 
 Arrays = dict[str, np.ndarray]
 
 
 class DeviceUnavailable(RuntimeError):
     """A device was asked for that this backend or machine does not have."""
+
+
+class StateError(ValueError):
+    """Canonical state that does not fit the spec: missing, unexpected or misshapen params,
+    buffers, gradients, optimizer slots or dropout masks. Every backend raises this one type,
+    with the one message of the check below that found it."""
 
 
 @dataclass(frozen=True)
@@ -138,3 +157,102 @@ def check_device(device: str, present: list[str], name: str) -> str:
         raise DeviceUnavailable(f"backend {name}: device {device!r} asked for but not present "
                                 f"(present: {', '.join(present)})")
     return device
+
+
+def check_rng(rng: str) -> None:
+    if rng not in ("canonical", "native"):
+        raise ValueError(f"rng must be 'canonical' or 'native', got {rng!r}")
+
+
+def check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def check_arrays(what: str, given, shapes: dict, *, ignore=()) -> None:
+    """`given` has exactly the keys of `shapes`, each of its shape; StateError if not.
+
+    what names the arrays in the message ("params", "optimizer slot 'v'"); keys in `ignore`
+    are tolerated beside them (torch's own `num_batches_tracked`). Any array type with a
+    .shape passes: NumPy, torch, jax.
+    """
+    missing = [k for k in shapes if k not in given]
+    unexpected = sorted(k for k in given if k not in shapes and k not in ignore)
+    if missing or unexpected:
+        raise StateError(f"{what}: missing {missing}, unexpected {unexpected}")
+    for k, shape in shapes.items():
+        got = tuple(np.shape(given[k]))
+        if got != tuple(shape):
+            raise StateError(f"{k!r} in {what}: shape {got}, expected {tuple(shape)}")
+
+
+def check_opt_state(spec: OptimizerSpec, state, shapes: dict) -> None:
+    """{"step": t >= 0, "slots": {slot: {path: array}}} with the rule's slots (backends/optim.py
+    SLOTS), each keyed and shaped like the params; StateError if not."""
+    if not isinstance(state, dict) or set(state) != {"step", "slots"}:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise StateError(f"optimizer state: expected keys ['slots', 'step'], got {got}")
+    step = state["step"]
+    if not (np.ndim(step) == 0 and np.issubdtype(np.asarray(step).dtype, np.integer)
+            and step >= 0):
+        raise StateError(f"optimizer state: step must be an integer >= 0, got {step!r}")
+    want = list(SLOTS[spec.name])
+    if sorted(state["slots"]) != sorted(want):
+        raise StateError(f"optimizer {spec.name!r} keeps slots {want}, the state has "
+                         f"{list(state['slots'])}")
+    for slot in want:
+        check_arrays(f"optimizer slot {slot!r}", state["slots"][slot], shapes)
+
+
+def missing_mask(path: str, p: float, shape: tuple) -> StateError:
+    """The error for a training pass that reaches dropout layer `path` without its mask."""
+    return StateError(f"dropout layer {path!r} (p={p}) needs a keep-mask of shape "
+                      f"{tuple(shape)} in training mode: with rng='canonical' the caller "
+                      "passes masks (see backends.spec.dropout_masks)")
+
+
+def check_masks(dropouts: list, masks, batch: int, *, native: bool) -> None:
+    """The masks of one training pass; StateError unless they fit.
+
+    dropouts is `spec.dropout_layers(spec)`, [(path, p, input shape)]. masks None is fine
+    with rng='native' (the backend draws them) or without dropout; masks given must be one
+    (batch, *input shape) keep-mask per dropout layer, no more, no fewer: a wrong shape
+    would broadcast silently.
+    """
+    if masks is None:
+        if dropouts and not native:
+            path, p, shape = dropouts[0]
+            raise missing_mask(path, p, (batch, *shape))
+        return
+    paths = [path for path, _, _ in dropouts]
+    unexpected = sorted(k for k in masks if k not in paths)
+    if unexpected:
+        raise StateError(f"masks for {unexpected}: not dropout layers (p > 0) of the spec, "
+                         f"which has {paths}")
+    for path, p, shape in dropouts:
+        if path not in masks:
+            raise missing_mask(path, p, (batch, *shape))
+        got = tuple(np.shape(masks[path]))
+        if got != (batch, *shape):
+            raise StateError(f"dropout layer {path!r}: mask shape {got}, expected "
+                             f"{(batch, *shape)}")
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def check_input(x, input_shape: tuple) -> None:
+    """x (N, *input_shape); ValueError if not."""
+    if tuple(np.shape(x))[1:] != tuple(input_shape):
+        raise ValueError(f"input shape {tuple(np.shape(x))}: expected (N, *{tuple(input_shape)})")
+
+
+def check_targets(y, n: int, output_shape: tuple, loss: str) -> None:
+    """y (n,) class labels for cross_entropy, else (n, *output_shape); ValueError if not."""
+    want = (n,) if loss == "cross_entropy" else (n, *output_shape)
+    if tuple(np.shape(y)) != want:
+        what = "labels" if loss == "cross_entropy" else "targets"
+        raise ValueError(f"{what} shape {tuple(np.shape(y))}: expected {want}")

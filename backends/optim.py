@@ -1,16 +1,21 @@
 """The canonical optimizers: one definition of each, as small pure update rules (SPEC 4.3).
 
-Sorted in order of increasing complexity (as tinygrad's optim.py is). Each rule is a pair of
-pure functions, as in optax's `GradientTransformation`:
+Sorted in order of increasing complexity (as tinygrad's optim.py is). Each rule is a pure
+function of one parameter, `_rule(g, slots, p, spec, t) -> (new_p, new_slots)` with slots
+{slot name: array}, and a pair of pure functions, as in optax's `GradientTransformation`,
+applies it to every parameter:
 
-    init(params) -> slots                      slots: {slot name: {param path: array}}
-    update(grads, slots, params, spec, t) -> (new_params, new_slots)
+    init(spec, params) -> state             state: {"step": t, "slots": {slot: {path: array}}}
+    update(spec, params, grads, state) -> (new_params, new_state)
 
 with the step t counted from 1. Weight decay is an L2 penalty added to the gradient before
 the rule: g <- g + wd * p. The NumPy backend calls these rules directly; the torch and JAX
 backends configure their libraries to compute exactly the same math, and the parity tests
-hold them to it. Canonical optimizer state, as every backend exports it, is
-`{"step": t, "slots": slots}` with the slot names below.
+hold them to it. Canonical optimizer state, as every backend exports it, is that `state`,
+with the slot names below. Each backend's optim.py translates it to and from its native
+state with the same four functions: `build(spec, params)`, `load_state(spec, params,
+state)`, `export_state(spec, params, state)` and `step(spec, params, grads, state)`
+(backends/base.py).
 
 Defaults (one table, also in the README):
 

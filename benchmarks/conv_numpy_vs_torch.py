@@ -2,7 +2,7 @@
 
 A standalone script, not a test: it is the only place outside backends/torch that imports
 torch. For each layer it times, in float32, the forward and the full backward (dx, dW, db) of
-backends/numpy/nn.py and of torch.nn.functional.conv{2,3}d + autograd, on the same shapes,
+backends/numpy/layers.py and of torch.nn.functional.conv{2,3}d + autograd, on the same shapes,
 and reports the median of several repeats after warmup, the GFLOP/s of each, the NumPy path's
 peak extra memory (tracemalloc) and, as the roofline, this machine's sgemm rate measured in
 the same run.
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.numpy import nn  # noqa: E402
+from backends.numpy import layers  # noqa: E402
 
 # (name, x shape, filters, kernel, padding, target ratio numpy/torch)
 LAYERS = [
@@ -74,12 +74,12 @@ def bench(xshape, filters, k, pad, repeats, warmup):
     w = (rng.standard_normal((filters, xshape[1], *(k,) * nd), dtype=np.float32)
          / math.sqrt(xshape[1] * k**nd))
     b = np.zeros(filters, np.float32)
-    out_shape = nn.conv_forward(x, w, b, 1, pad, 1)[0].shape
+    out_shape = layers.conv_forward(x, w, b, 1, pad, 1)[0].shape
     dout = rng.standard_normal(out_shape, dtype=np.float32)
 
     def numpy_step():
-        _, cache = nn.conv_forward(x, w, b, 1, pad, 1)
-        return nn.conv_backward(dout, cache)
+        _, cache = layers.conv_forward(x, w, b, 1, pad, 1)
+        return layers.conv_backward(dout, cache)
 
     conv = F.conv2d if nd == 2 else F.conv3d
     xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))

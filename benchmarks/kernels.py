@@ -1,7 +1,7 @@
 """Kernel throughput per backend and device: time, GFLOP/s, and fraction of the sgemm roofline.
 
 Each kernel is one backends.spec layer, run the way its backend runs it in training:
-NumPy's hand-written `*_forward` / `*_backward` (backends/numpy/nn.py), the torch backend's
+NumPy's hand-written `*_forward` / `*_backward` (backends/numpy/layers.py), the torch backend's
 module (backends/torch/nn.py) under autograd, the JAX backend's `nn.apply` under `jax.jit`
 (and `jax.vjp` for the backward). "fwd" is the forward alone (torch without autograd);
 "fwd+bwd" adds the full backward (dx and every parameter gradient), counted as 3x the
@@ -77,26 +77,27 @@ def _problem(name: str):
 
 
 def _numpy(layer, params, buffers, x, dout, backward: bool):
-    from backends.numpy import nn
+    from backends.numpy import layers
 
     w, b = params.get("k.weight"), params.get("k.bias")
     if isinstance(layer, S.Linear):
-        fwd, bwd = (lambda: nn.linear_forward(x, w, b)), nn.linear_backward
+        fwd, bwd = (lambda: layers.linear_forward(x, w, b)), layers.linear_backward
     elif isinstance(layer, S.Conv):
-        fwd = lambda: nn.conv_forward(x, w, b, layer.stride, layer.padding, layer.dilation)
-        bwd = nn.conv_backward
+        fwd = lambda: layers.conv_forward(x, w, b, layer.stride, layer.padding, layer.dilation)
+        bwd = layers.conv_backward
     elif isinstance(layer, S.ConvTranspose):
-        fwd = lambda: nn.conv_transpose_forward(x, w, b, layer.stride, layer.padding,
-                                                layer.output_padding, layer.dilation)
-        bwd = nn.conv_transpose_backward
+        fwd = lambda: layers.conv_transpose_forward(x, w, b, layer.stride, layer.padding,
+                                                    layer.output_padding, layer.dilation)
+        bwd = layers.conv_transpose_backward
     elif isinstance(layer, S.Pool):
-        fwd = lambda: nn.pool_forward(x, layer.mode, layer.kernel, layer.stride, layer.padding)
-        bwd = nn.pool_backward
+        fwd = lambda: layers.pool_forward(x, layer.mode, layer.kernel, layer.stride,
+                                          layer.padding)
+        bwd = layers.pool_backward
     else:
-        fwd = lambda: nn.batchnorm_forward(x, w, b, buffers["k.running_mean"],
-                                           buffers["k.running_var"], train=True,
-                                           eps=layer.eps, momentum=layer.momentum)
-        bwd = nn.batchnorm_backward
+        fwd = lambda: layers.batchnorm_forward(x, w, b, buffers["k.running_mean"],
+                                               buffers["k.running_var"], train=True,
+                                               eps=layer.eps, momentum=layer.momentum)
+        bwd = layers.batchnorm_backward
     if not backward:
         return fwd
 
@@ -113,9 +114,7 @@ def _torch(spec, params, buffers, x, dout, backward: bool, device: str):
     from backends.torch import nn as tnn
 
     dev = torch.device("cuda" if device == "gpu" else "cpu")
-    module = tnn.build_module(spec)
-    tnn.load_canonical(module, spec, params, buffers)
-    module.to(dev).train()
+    module = tnn.build(spec, params, buffers, dtype=torch.float32, device=dev).train()
     xt, dt = torch.from_numpy(x).to(dev), torch.from_numpy(dout).to(dev)
     sync = synchronizer("torch", device)
     if not backward:

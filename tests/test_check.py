@@ -1,7 +1,7 @@
 """`harness check`: it passes on correct backends and catches planted bugs, naming the layer.
 
 The bugs are planted in the NumPy backend's hand-written backward passes
-(backends/numpy/nn.py) with monkeypatch, so every test leaves the backend as it found it.
+(backends/numpy/layers.py) with monkeypatch, so every test leaves the backend as it found it.
 """
 
 import dataclasses
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import needs
 
-from backends.numpy import nn as np_nn
+from backends.numpy import layers as np_layers
 from harness.cli import main
 
 SMALL = """\
@@ -65,13 +65,13 @@ def test_check_on_three_backends_with_parity(small, capsys):
 
 
 def test_planted_relu_backward_bug_fails_and_names_the_layer(small, capsys, monkeypatch):
-    forward, _ = np_nn.ACTIVATIONS["relu"]
+    forward, _ = np_layers.ACTIVATIONS["relu"]
 
     def leaky_backward(dout, cache):  # lets 1% of the gradient through where x <= 0
         return np.where(cache, dout, 0.01 * dout), ()
 
     # the trainer looks its activations up in this table, so the bug goes there
-    monkeypatch.setitem(np_nn.ACTIVATIONS, "relu", (forward, leaky_backward))
+    monkeypatch.setitem(np_layers.ACTIVATIONS, "relu", (forward, leaky_backward))
     code = main(["check", str(small), "--limit", "1", "--only", "gradient"])
     out = capsys.readouterr().out
     assert code == 1, out
@@ -84,13 +84,13 @@ def test_planted_relu_backward_bug_fails_and_names_the_layer(small, capsys, monk
 
 
 def test_planted_linear_backward_bug_fails_and_names_the_layer(small, capsys, monkeypatch):
-    real = np_nn.linear_backward
+    real = np_layers.linear_backward
 
     def off_by_one_percent(dout, cache):
         dx, (dw, db) = real(dout, cache)
         return dx, (1.01 * dw, db)
 
-    monkeypatch.setattr(np_nn, "linear_backward", off_by_one_percent)
+    monkeypatch.setattr(np_layers, "linear_backward", off_by_one_percent)
     code = main(["check", str(small), "--limit", "1", "--only", "gradient"])
     out = capsys.readouterr().out
     assert code == 1, out
@@ -102,8 +102,8 @@ def test_planted_linear_backward_bug_fails_and_names_the_layer(small, capsys, mo
 
 
 def test_zero_learning_rate_fails_overfit(small, capsys):
-    from harness import check
     from harness.config import load
+    from harness.debug import check
 
     _, trials = load(small)
     c = check.case(trials[0], 8)

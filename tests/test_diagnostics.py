@@ -25,8 +25,10 @@ from backends.spec import (
     Sequential,
     dropout_masks,
 )
-from harness import diagnostics as D
+from benchmarks import diagnostics as overhead
+from harness import names
 from harness.config import load
+from harness.sweep import diagnostics as D
 from harness.sweep.train import Sink, run_trial
 
 SMALL = """\
@@ -87,13 +89,14 @@ def test_definitions_on_hand_made_arrays():
     stats = D.gradient_stats(spec, grads, before, after)
     assert stats["diag/layer1.fc/grad_norm"] == pytest.approx(4.0)  # sqrt(12 + 4)
     assert stats["diag/layer1.fc/update_ratio"] == pytest.approx(0.1 * 4.0 / math.sqrt(48))
-    assert set(D.QUANTITIES) >= {D.parse(k)[1] for k in stats}
+    assert set(names.QUANTITIES) >= {names.parse_diag(k)[1] for k in stats}
 
 
 def test_keys_follow_mlflow_rules():
-    assert D.key("block1.res/body:conv", "act_std") == "diag/block1.res/body_conv/act_std"
-    assert D.parse("diag/stage1.res.body.act/dead_frac") == ("stage1.res.body.act", "dead_frac")
-    assert D.parse("val/loss") is None
+    assert names.diag_key("block1.res/body:conv", "act_std") == "diag/block1.res/body_conv/act_std"
+    assert names.parse_diag("diag/stage1.res.body.act/dead_frac") == ("stage1.res.body.act",
+                                                                     "dead_frac")
+    assert names.parse_diag("val/loss") is None
 
 
 def tiny_spec() -> ModelSpec:
@@ -154,13 +157,13 @@ def test_diagnostics_of_one_trial_agree_across_backends(tmp_path):
     ref = found.pop("numpy")
     steps = sorted({s for _, s in ref})
     assert steps == [1, 4, 7], steps  # every 3 steps of 8, from the first
-    layers = {D.parse(k) for k, _ in ref}
+    layers = {names.parse_diag(k) for k, _ in ref}
     assert {("layer1.act", "dead_frac"), ("layer2.bn", "update_ratio"), ("head", "act_std"),
             ("layer1.fc", "grad_norm")} <= layers
     for name, rows in found.items():
         assert rows.keys() == ref.keys(), name
         for k, v in ref.items():
-            if D.parse(k[0])[1] == "dead_frac":
+            if names.parse_diag(k[0])[1] == "dead_frac":
                 assert rows[k] == v, (name, k)
             else:
                 assert rows[k] == pytest.approx(v, rel=1e-7, abs=1e-12), (name, k)
@@ -214,7 +217,7 @@ def test_logged_to_mlflow_and_drawn_by_report(tmp_path, store):
 def test_overhead_is_measured_and_printed(tmp_path, capsys):
     f = tmp_path / "diag.yaml"
     f.write_text(SMALL.replace("backends: [numpy, torch, jax]", "backends: [numpy]"))
-    assert D.main([str(f), "--pairs", "5"]) == 0
+    assert overhead.main([str(f), "--pairs", "5"]) == 0
     out = capsys.readouterr().out
     print(out)
     ratio = float(out.split("diagnostics step ")[1].split(": ")[1].split("x")[0])

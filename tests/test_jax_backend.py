@@ -325,13 +325,13 @@ def test_library_defaults_do_not_leak(name, library):
     opt = OptimizerSpec(name=name, lr=0.1)
     expect, _ = canon.update(opt, params, grads, canon.init(opt, params))
 
-    def step(tx):
-        jp, jg = jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, grads)
-        updates, _ = tx.update(jg, tx.init(jp), jp)
-        return np.asarray(optax.apply_updates(jp, updates)["w"])
-
-    assert not np.allclose(step(library()), expect["w"], rtol=1e-6, atol=0)
-    np.testing.assert_allclose(step(jopt.transform(opt)), expect["w"], rtol=1e-12, atol=0)
+    jp, jg = jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, grads)
+    tx = library()
+    updates, _ = tx.update(jg, tx.init(jp), jp)
+    theirs = np.asarray(optax.apply_updates(jp, updates)["w"])
+    ours = np.asarray(jopt.step(opt, jp, jg, jopt.build(opt, jp))[0]["w"])
+    assert not np.allclose(theirs, expect["w"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(ours, expect["w"], rtol=1e-12, atol=0)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -462,12 +462,11 @@ def test_float32_stays_float32_under_x64():
               *trainer.buffers().values(),
               *(a for slot in state["slots"].values() for a in slot.values())]
     assert {a.dtype for a in arrays} == {np.dtype(np.float32)}
-    assert jax.tree.leaves(trainer._opt_state)[0].dtype == jnp.int32  # the step counter
+    assert jax.tree.leaves(trainer._opt)[0].dtype == jnp.int32  # the step counter
     for name in ("momentum", "adagrad", "rmsprop"):  # the other rules' slots, unjitted
-        tx = jopt.transform(OptimizerSpec(name=name, lr=0.01, weight_decay=0.01))
+        ospec = OptimizerSpec(name=name, lr=0.01, weight_decay=0.01)
         p32 = {k: jnp.asarray(v) for k, v in params.items()}
-        updates, state = tx.update(p32, tx.init(p32), p32)
-        leaves = jax.tree.leaves((optax.apply_updates(p32, updates), updates, state))
+        leaves = jax.tree.leaves(jopt.step(ospec, p32, p32, jopt.build(ospec, p32)))
         assert {a.dtype for a in leaves} == {jnp.dtype(jnp.float32), jnp.dtype(jnp.int32)}
 
 

@@ -16,7 +16,7 @@ from backends import spec as S
 from backends.archs import ARCHS, build_model
 from backends.base import DeviceUnavailable
 from backends.init import init_params
-from backends.numpy.nn import conv_forward
+from backends.numpy.layers import conv_forward
 from backends.optim import OptimizerSpec
 from backends.spec import dropout_masks
 

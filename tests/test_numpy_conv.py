@@ -23,7 +23,7 @@ from test_numpy_ops import (  # noqa: F401 (autouse fixture)
 )
 
 from backends import spec as S
-from backends.numpy import nn
+from backends.numpy import layers
 
 
 @pytest.fixture(params=REFS)
@@ -67,11 +67,11 @@ def test_conv(nd, k, s, p, d, bias, ref):
     kernel = (k,) * nd if isinstance(k, int) else k
     x, w, b = rand(2, 3, *(SIZE[nd],) * nd), rand(2, 3, *kernel, seed=2), rand(2, seed=3)
     if bias:
-        out = check_op(lambda x, w, b: nn.conv_forward(x, w, b, s, p, d), nn.conv_backward,
+        out = check_op(lambda x, w, b: layers.conv_forward(x, w, b, s, p, d), layers.conv_backward,
                        [x, w, b], lambda *t: torch_conv(nd)(*t, stride=s, padding=p, dilation=d),
                        ref)
     else:
-        out = check_op(lambda x, w: nn.conv_forward(x, w, None, s, p, d), nn.conv_backward,
+        out = check_op(lambda x, w: layers.conv_forward(x, w, None, s, p, d), layers.conv_backward,
                        [x, w], lambda *t: torch_conv(nd)(*t, stride=s, padding=p, dilation=d),
                        ref)
     geo = [_tup(v, nd) for v in (s, p, d)]
@@ -94,8 +94,8 @@ def test_conv_transpose(nd, k, s, p, op, d, ref):
     kernel = (k,) * nd if isinstance(k, int) else k
     size = {1: 6, 2: 5, 3: 4}[nd]
     x, w, b = rand(2, 3, *(size,) * nd), rand(3, 2, *kernel, seed=2), rand(2, seed=3)
-    out = check_op(lambda x, w, b: nn.conv_transpose_forward(x, w, b, s, p, op, d),
-                   nn.conv_transpose_backward, [x, w, b],
+    out = check_op(lambda x, w, b: layers.conv_transpose_forward(x, w, b, s, p, op, d),
+                   layers.conv_transpose_backward, [x, w, b],
                    lambda *t: torch_conv_t(nd)(*t, stride=s, padding=p, output_padding=op,
                                                dilation=d), ref)
     geo = [_tup(v, nd) for v in (s, p, op, d)]
@@ -113,28 +113,28 @@ POOL_GRID = [(2, None, 0), (3, None, 1), (3, 2, 1), (3, 1, 1), (2, 1, 1), (3, 2,
 def test_pool(nd, mode, k, s, p, ref):
     x = rand(2, 3, *(SIZE[nd],) * nd)
     extra = {"count_include_pad": True} if mode == "avg" else {}
-    out = check_op(lambda x: nn.pool_forward(x, mode, k, s, p), nn.pool_backward, [x],
+    out = check_op(lambda x: layers.pool_forward(x, mode, k, s, p), layers.pool_backward, [x],
                    lambda t: torch_pool(mode, nd)(t, k, s, p, **extra), ref)
     assert out.shape == (2, 3, *(S.conv_out(SIZE[nd], k, s or k, p),) * nd)
 
 
 def test_avg_pool_counts_zero_padding():
     x = np.ones((1, 1, 4, 4))
-    out = nn.pool_forward(x, "avg", 3, 1, 1)[0]
+    out = layers.pool_forward(x, "avg", 3, 1, 1)[0]
     assert out[0, 0, 0, 0] == pytest.approx(4 / 9)  # a corner sees 4 ones and 5 pad zeros
-    assert nn.pool_forward(-x, "max", 3, 1, 1)[0].max() == -1  # max pads with -inf, not 0
+    assert layers.pool_forward(-x, "max", 3, 1, 1)[0].max() == -1  # max pads with -inf, not 0
 
 
 def test_max_pool_tie_goes_to_the_first_maximum():
     """All-zero 4x4, kernel 3, stride 1, pad 1: every window ties, and its gradient goes to
     its first real element (row-major; pads are -inf), (max(i - 1, 0), max(j - 1, 0)) for
     output (i, j). So rows (and columns) 0, 1, 2, 3 are first for 2, 1, 1, 0 outputs."""
-    out, cache = nn.pool_forward(np.zeros((1, 1, 4, 4)), "max", 3, 1, 1)
-    dx, _ = nn.pool_backward(np.ones_like(out), cache)
+    out, cache = layers.pool_forward(np.zeros((1, 1, 4, 4)), "max", 3, 1, 1)
+    dx, _ = layers.pool_backward(np.ones_like(out), cache)
     counts = np.array([2.0, 1.0, 1.0, 0.0])
     np.testing.assert_array_equal(dx[0, 0], np.outer(counts, counts))
-    out, cache = nn.pool_forward(np.zeros((1, 1, 2, 2, 2)), "max", 2)  # one window of 8 ties
-    dx, _ = nn.pool_backward(np.full_like(out, 5.0), cache)
+    out, cache = layers.pool_forward(np.zeros((1, 1, 2, 2, 2)), "max", 2)  # one window of 8 ties
+    dx, _ = layers.pool_backward(np.full_like(out, 5.0), cache)
     assert dx[0, 0, 0, 0, 0] == 5 and dx.sum() == 5
 
 
@@ -143,7 +143,7 @@ def test_max_pool_tie_goes_to_the_first_maximum():
 @pytest.mark.parametrize("k, s, p", POOL_GRID)
 def test_max_pool_ties_match_torch(nd, k, s, p):
     """Half the input exactly 0, as a zero-padded region: ties in every window there."""
-    check_op(lambda x: nn.pool_forward(x, "max", k, s, p), nn.pool_backward,
+    check_op(lambda x: layers.pool_forward(x, "max", k, s, p), layers.pool_backward,
              [tie_input(2, 3, *(SIZE[nd],) * nd)], lambda t: torch_pool("max", nd)(t, k, s, p),
              "torch")
 
@@ -167,7 +167,7 @@ def test_conv_out_formula(ref, d, k, s, p, dil):
         assert F.conv1d(x, w, stride=s, padding=p, dilation=dil).shape[-1] == expected
     if expected < 1:
         return
-    out = nn.conv_forward(np.zeros((1, 1, d)), np.zeros((1, 1, k)), None, s, p, dil)[0]
+    out = layers.conv_forward(np.zeros((1, 1, d)), np.zeros((1, 1, k)), None, s, p, dil)[0]
     assert out.shape[-1] == expected
 
 
@@ -183,8 +183,8 @@ def test_conv_transpose_out_formula(ref, d, k, s, p, op, dil):
         x, w = torch.zeros(1, 1, d), torch.zeros(1, 1, k)
         got = F.conv_transpose1d(x, w, stride=s, padding=p, output_padding=op, dilation=dil)
         assert got.shape[-1] == expected
-    out = nn.conv_transpose_forward(np.zeros((1, 1, d)), np.zeros((1, 1, k)), None, s, p, op,
-                                    dil)[0]
+    out = layers.conv_transpose_forward(np.zeros((1, 1, d)), np.zeros((1, 1, k)), None, s, p,
+                                        op, dil)[0]
     assert out.shape[-1] == expected
 
 
@@ -198,7 +198,7 @@ def test_lecture_example_3d(ref):
     assert S.param_shapes(spec)[0] == {"conv.weight": (2, 1, 4, 4, 4), "conv.bias": (2,)}
     x = rand(1, 1, 32, 32, 32).astype(np.float32)
     w, b = rand(2, 1, 4, 4, 4, seed=2).astype(np.float32), np.arange(2, dtype=np.float32)
-    out = nn.conv_forward(x, w, b, stride=2, padding=1)[0]
+    out = layers.conv_forward(x, w, b, stride=2, padding=1)[0]
     assert out.shape == (1, 2, 16, 16, 16) and out.dtype == np.float32
     if ref == "torch":
         expected = F.conv3d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=2,

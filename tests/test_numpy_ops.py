@@ -11,7 +11,7 @@ examples. Convolution, transposed convolution and pooling are in test_numpy_conv
 import numpy as np
 import pytest
 
-from backends.numpy import nn
+from backends.numpy import layers
 
 try:  # the second reference only: the reference's own checks run without it
     import torch
@@ -101,15 +101,16 @@ def rand(*shape, seed=1):
 def test_linear(bias, ref):
     x, w, b = rand(4, 5), rand(3, 5, seed=2), rand(3, seed=3)
     if bias:
-        check_op(nn.linear_forward, nn.linear_backward, [x, w, b], lambda *t: F.linear(*t), ref)
+        check_op(layers.linear_forward, layers.linear_backward, [x, w, b],
+                 lambda *t: F.linear(*t), ref)
     else:
-        out = check_op(lambda x, w: nn.linear_forward(x, w, None), nn.linear_backward, [x, w],
-                       lambda *t: F.linear(*t), ref)
+        out = check_op(lambda x, w: layers.linear_forward(x, w, None), layers.linear_backward,
+                       [x, w], lambda *t: F.linear(*t), ref)
         np.testing.assert_allclose(out, x @ w.T)
 
 
 def test_flatten(ref):
-    out = check_op(nn.flatten_forward, nn.flatten_backward, [rand(2, 3, 4, 5)],
+    out = check_op(layers.flatten_forward, layers.flatten_backward, [rand(2, 3, 4, 5)],
                    lambda x: torch.flatten(x, 1), ref)
     assert out.shape == (2, 60)
 
@@ -119,14 +120,14 @@ def test_flatten(ref):
 
 @pytest.mark.parametrize("fn", ["sigmoid", "tanh", "relu"])
 def test_activation(fn, ref):
-    forward, backward = nn.ACTIVATIONS[fn]
+    forward, backward = layers.ACTIVATIONS[fn]
     check_op(forward, backward, [rand(3, 4, 5) * 3], lambda t: getattr(torch, fn)(t), ref)
 
 
 @pytest.mark.parametrize("slope", [0.1, 0.01, 0.3])
 def test_leaky_relu(slope, ref):
     x = rand(3, 4, 5)
-    out = check_op(lambda x: nn.leaky_relu_forward(x, slope), nn.leaky_relu_backward, [x],
+    out = check_op(lambda x: layers.leaky_relu_forward(x, slope), layers.leaky_relu_backward, [x],
                    lambda t: F.leaky_relu(t, slope), ref)
     np.testing.assert_array_equal(out, np.maximum(slope * x, x))  # the lecture's formula
 
@@ -134,7 +135,7 @@ def test_leaky_relu(slope, ref):
 def test_leaky_relu_steep_slope():
     """max(3x, x): x below 0, 3x above; central differences (torch's leaky_relu is min)."""
     x = rand(3, 4, 5)
-    out = check_op(lambda x: nn.leaky_relu_forward(x, 3.0), nn.leaky_relu_backward, [x],
+    out = check_op(lambda x: layers.leaky_relu_forward(x, 3.0), layers.leaky_relu_backward, [x],
                    None, "fd")
     np.testing.assert_array_equal(out, np.maximum(3.0 * x, x))
 
@@ -145,7 +146,7 @@ def test_maxout(k, shape, ref):
     def reference(t):  # out[:, c] = max_j in[:, c*k + j]
         return t.reshape(t.shape[0], -1, k, *t.shape[2:]).amax(dim=2)
 
-    out = check_op(lambda x: nn.maxout_forward(x, k), nn.maxout_backward, [rand(*shape)],
+    out = check_op(lambda x: layers.maxout_forward(x, k), layers.maxout_backward, [rand(*shape)],
                    reference, ref)
     assert out.shape == (shape[0], shape[1] // k, *shape[2:])
 
@@ -157,26 +158,26 @@ def test_maxout(k, shape, ref):
 
 def test_relu_gradient_at_zero_is_zero():
     x, dout = np.array([-1.0, 0.0, -0.0, 2.0]), np.array([1.0, 2.0, 3.0, 4.0])
-    dx, _ = nn.relu_backward(dout, nn.relu_forward(x)[1])
+    dx, _ = layers.relu_backward(dout, layers.relu_forward(x)[1])
     np.testing.assert_array_equal(dx, [0, 0, 0, 4])
 
 
 @pytest.mark.parametrize("slope", [0.1, 0.3, 1.0, 3.0])
 def test_leaky_relu_gradient_at_zero_is_the_slope(slope):
     x = np.array([-2.0, 0.0, -0.0, 2.0])
-    out, cache = nn.leaky_relu_forward(x, slope)
+    out, cache = layers.leaky_relu_forward(x, slope)
     np.testing.assert_array_equal(out, np.maximum(slope * x, x))
     below, above = (slope, 1.0) if slope <= 1 else (1.0, slope)  # the slopes of max(slope x, x)
-    dx, _ = nn.leaky_relu_backward(np.ones(4), cache)
+    dx, _ = layers.leaky_relu_backward(np.ones(4), cache)
     np.testing.assert_array_equal(dx, [below, slope, slope, above])
 
 
 def test_maxout_splits_a_tie_evenly():
     # groups of k = 3 along the channels: (1, 1, 0) ties twice, (0, 0, 0) three times
     x = np.array([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 2.0, 2.0]])  # (N, C*k) = (1, 9)
-    out, cache = nn.maxout_forward(x, 3)
+    out, cache = layers.maxout_forward(x, 3)
     np.testing.assert_array_equal(out, [[1.0, 0.0, 2.0]])
-    dx, _ = nn.maxout_backward(np.array([[6.0, 6.0, 6.0]]), cache)
+    dx, _ = layers.maxout_backward(np.array([[6.0, 6.0, 6.0]]), cache)
     np.testing.assert_array_equal(dx, [[3, 3, 0, 2, 2, 2, 0, 3, 3]])
 
 
@@ -190,13 +191,13 @@ def tie_input(*shape, seed=1):
 @with_torch
 @pytest.mark.parametrize("slope", [0.1, 0.01, 1.0])
 def test_leaky_relu_at_zero_matches_torch(slope):
-    check_op(lambda x: nn.leaky_relu_forward(x, slope), nn.leaky_relu_backward,
+    check_op(lambda x: layers.leaky_relu_forward(x, slope), layers.leaky_relu_backward,
              [tie_input(3, 4, 6)], lambda t: F.leaky_relu(t, slope), "torch")
 
 
 @with_torch
 def test_relu_at_zero_matches_torch():
-    check_op(nn.relu_forward, nn.relu_backward, [tie_input(3, 4, 6)], F.relu, "torch")
+    check_op(layers.relu_forward, layers.relu_backward, [tie_input(3, 4, 6)], F.relu, "torch")
 
 
 @with_torch
@@ -205,7 +206,7 @@ def test_maxout_ties_match_torch_amax(k):
     def reference(t):
         return t.reshape(t.shape[0], -1, k, *t.shape[2:]).amax(dim=2)
 
-    check_op(lambda x: nn.maxout_forward(x, k), nn.maxout_backward, [tie_input(2, 6, 4, 3)],
+    check_op(lambda x: layers.maxout_forward(x, k), layers.maxout_backward, [tie_input(2, 6, 4, 3)],
              reference, "torch")
 
 
@@ -216,7 +217,7 @@ def test_maxout_ties_match_torch_amax(k):
 def test_dropout(p, ref):
     x = rand(4, 3, 5)
     mask = (np.random.default_rng(7).random(x.shape) >= p).astype(np.float32)
-    out = check_op(lambda x: nn.dropout_forward(x, mask, p), nn.dropout_backward, [x],
+    out = check_op(lambda x: layers.dropout_forward(x, mask, p), layers.dropout_backward, [x],
                    lambda t: t * torch.tensor(mask, dtype=t.dtype) / (1 - p), ref)
     np.testing.assert_allclose(out[mask == 0], 0)
     np.testing.assert_allclose(out[mask == 1], x[mask == 1] / (1 - p))
@@ -228,7 +229,7 @@ def test_dropout_matches_torch_scaling():
     p, xt = 0.3, torch.rand(64, 32, dtype=torch.float64) + 0.5  # no zeros of its own
     ref = F.dropout(xt, p, training=True).numpy()
     mask = (ref != 0).astype(np.float32)
-    np.testing.assert_allclose(nn.dropout_forward(xt.numpy(), mask, p)[0], ref, rtol=1e-12)
+    np.testing.assert_allclose(layers.dropout_forward(xt.numpy(), mask, p)[0], ref, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (4, 3, 4, 5), (2, 3, 3, 4, 2)])
@@ -241,14 +242,14 @@ def test_batchnorm(shape, train, ref):
     running = {}  # torch updates its running statistics in place
 
     def forward(x, g, b):
-        return nn.batchnorm_forward(x, g, b, mean, var, train=train, eps=1e-5, momentum=0.1)
+        return layers.batchnorm_forward(x, g, b, mean, var, train=train, eps=1e-5, momentum=0.1)
 
     def torch_bn(x, g, b):
         running.update(mean=torch.tensor(mean), var=torch.tensor(var))
         return F.batch_norm(x, running["mean"], running["var"], g, b, training=train,
                             momentum=0.1, eps=1e-5)
 
-    check_op(forward, nn.batchnorm_backward, [x, gamma, beta], torch_bn, ref)
+    check_op(forward, layers.batchnorm_backward, [x, gamma, beta], torch_bn, ref)
     _, cache = forward(x, gamma, beta)
     if not train:
         assert "running" not in cache
@@ -268,7 +269,7 @@ def test_batchnorm(shape, train, ref):
 
 def check_loss(name, out, y, ref):
     """The loss and its gradient against torch's `F.<name>[_loss]` or central differences."""
-    forward, backward = nn.LOSSES[name]
+    forward, backward = layers.LOSSES[name]
     loss, cache = forward(out, y)
     dout = backward(cache)
     if ref == "torch":
@@ -292,9 +293,9 @@ def test_regression_loss(name, shape, ref):
 def test_l1_gradient_at_an_exact_hit_is_zero():
     """sign(0) = 0, torch's l1_loss subgradient; an exact hit is common on zero regions."""
     out, y = np.array([[1.0, 0.0, -2.0, 0.5]]), np.array([[0.0, 0.0, 0.0, 0.5]])
-    loss, cache = nn.l1_forward(out, y)
+    loss, cache = layers.l1_forward(out, y)
     assert loss == pytest.approx(3.0 / 4)
-    np.testing.assert_array_equal(nn.l1_backward(cache), [[0.25, 0, -0.25, 0]])
+    np.testing.assert_array_equal(layers.l1_backward(cache), [[0.25, 0, -0.25, 0]])
 
 
 def test_cross_entropy(ref):
@@ -312,31 +313,33 @@ def test_ops_keep_dtype(dtype):
     x = rand(4, 6, 5, 5).astype(dtype)
     c = np.ones(6, dtype)
     cases = [
-        (nn.linear_forward, (x.reshape(4, -1), rand(3, 150).astype(dtype), c[:3])),
-        (nn.conv_forward, (x, rand(2, 6, 3, 3).astype(dtype), c[:2], 2, 1, 1)),
-        (nn.conv_transpose_forward, (x, rand(6, 2, 3, 3).astype(dtype), c[:2], 2, 1, 1)),
-        (nn.pool_forward, (x, "max", 2)), (nn.pool_forward, (x, "avg", 3, 2, 1)),
-        (lambda *a: nn.batchnorm_forward(*a, train=True), (x, c, c, c, c)),
-        (nn.dropout_forward, (x, np.ones(x.shape, np.float32), 0.5)),
-        (nn.flatten_forward, (x,)), (nn.leaky_relu_forward, (x,)),
-        *[(f, (x,)) for f, _ in nn.ACTIVATIONS.values()],
+        (layers.linear_forward, (x.reshape(4, -1), rand(3, 150).astype(dtype), c[:3])),
+        (layers.conv_forward, (x, rand(2, 6, 3, 3).astype(dtype), c[:2], 2, 1, 1)),
+        (layers.conv_transpose_forward, (x, rand(6, 2, 3, 3).astype(dtype), c[:2], 2, 1, 1)),
+        (layers.pool_forward, (x, "max", 2)), (layers.pool_forward, (x, "avg", 3, 2, 1)),
+        (lambda *a: layers.batchnorm_forward(*a, train=True), (x, c, c, c, c)),
+        (layers.dropout_forward, (x, np.ones(x.shape, np.float32), 0.5)),
+        (layers.flatten_forward, (x,)), (layers.leaky_relu_forward, (x,)),
+        *[(f, (x,)) for f, _ in layers.ACTIVATIONS.values()],
     ]
-    backwards = {nn.linear_forward: nn.linear_backward, nn.conv_forward: nn.conv_backward,
-                 nn.conv_transpose_forward: nn.conv_transpose_backward,
-                 nn.pool_forward: nn.pool_backward, nn.dropout_forward: nn.dropout_backward,
-                 nn.flatten_forward: nn.flatten_backward,
-                 **{f: b for f, b in nn.ACTIVATIONS.values()}}
+    backwards = {layers.linear_forward: layers.linear_backward,
+                 layers.conv_forward: layers.conv_backward,
+                 layers.conv_transpose_forward: layers.conv_transpose_backward,
+                 layers.pool_forward: layers.pool_backward,
+                 layers.dropout_forward: layers.dropout_backward,
+                 layers.flatten_forward: layers.flatten_backward,
+                 **{f: b for f, b in layers.ACTIVATIONS.values()}}
     for forward, args in cases:
         out, cache = forward(*args)
         assert out.dtype == dtype, forward
-        backward = backwards.get(forward, nn.batchnorm_backward)
+        backward = backwards.get(forward, layers.batchnorm_backward)
         dx, grads = backward(np.ones_like(out), cache)
         assert dx.dtype == dtype and all(g.dtype == dtype for g in grads if g is not None)
         if dtype == np.float32:  # the same op in float64 agrees to float32 precision
             out64 = forward(*(a.astype(np.float64) if isinstance(a, np.ndarray) else a
                               for a in args))[0]
             np.testing.assert_allclose(out, out64, rtol=1e-4, atol=1e-4)
-    for name, (forward, backward) in nn.LOSSES.items():
+    for name, (forward, backward) in layers.LOSSES.items():
         y = np.zeros(4, np.int64) if name == "cross_entropy" else np.zeros((4, 3), np.float32)
         loss, cache = forward(rand(4, 3).astype(dtype), y)
         assert loss.dtype == dtype and backward(cache).dtype == dtype, name

@@ -25,7 +25,7 @@ from .trainer import JaxTrainer  # noqa: E402
 NAME = "jax"
 CAPABILITIES = Capabilities(float64=True, gpu=True, compile=False, native_rng=True)
 
-__all__ = ["NAME", "CAPABILITIES", "JaxTrainer", "build", "device_name", "devices"]
+__all__ = ["NAME", "CAPABILITIES", "build", "device_name", "devices"]
 
 
 def devices() -> list[str]:

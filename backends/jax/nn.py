@@ -1,33 +1,25 @@
-"""The JAX forward pass: pure functions of (params, buffers, x) over the backend-neutral spec.
+"""The JAX model: pure functions of (params, buffers, x), the spec walked onto layers.py.
 
-`apply(spec, params, buffers, x, train, masks) -> (out, new_buffers)` walks the spec tree and
-calls one small function per leaf; `loss(name, out, y)` is the mean loss. Nothing here holds
-state: BatchNorm's new running statistics come back as `new_buffers`, dropout masks come in as
-arguments, so the whole of it can sit inside one `jax.jit` and be differentiated by
-`jax.value_and_grad`.
+    build(spec, params, buffers, *, dtype, device) -> (params, buffers)
+    apply(spec, params, buffers, x, train, masks=None, outputs=None) -> (out, new_buffers)
+    loss(name, out, y) -> mean loss
 
-Params and buffers are flat dicts keyed by the canonical dotted paths (backends/spec.py), in
-PyTorch's layouts: linear weight (out, in); conv weight (out, in, *k); transposed conv weight
-(in, out, *k). Signals are channels-first: (N, C, L), (N, C, H, W), (N, C, D, H, W).
+Nothing here holds state: BatchNorm's new running statistics come back as `new_buffers`,
+dropout masks come in as arguments, so the whole of it can sit inside one `jax.jit` and be
+differentiated by `jax.value_and_grad`. Params and buffers are flat dicts keyed by the
+canonical dotted paths (backends/spec.py), in PyTorch's layouts.
 
-Every matmul and convolution asks for `Precision.HIGHEST`: on GPUs XLA's default for float32
-may use TF32 (10-bit mantissa), which would break parity with the canonical math.
-
-References: PyTorch `torch.nn.functional` (the semantics matched); Dumoulin & Visin 2016, "A
-guide to convolution arithmetic for deep learning", chapter 4 (transposed convolution as a
-direct convolution of the stride-dilated input); Ioffe & Szegedy 2015 (BatchNorm); Srivastava
-et al. 2014 (dropout); Goodfellow et al. 2013 (maxout).
+References: PyTorch `torch.nn.functional` (the semantics matched).
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..base import check_arrays, check_loss, missing_mask
 from ..spec import (
     Activation,
     BatchNorm,
@@ -40,204 +32,24 @@ from ..spec import (
     Parallel,
     Pool,
     Sequential,
-    dropout_layers,
     join,
+    param_shapes,
 )
-
-HIGHEST = lax.Precision.HIGHEST
-# lhs / rhs / out layouts per spatial rank: torch's NC(D)HW activations, OI(D)HW weights.
-_DIMS = {1: ("NCH", "OIH", "NCH"), 2: ("NCHW", "OIHW", "NCHW"), 3: ("NCDHW", "OIDHW", "NCDHW")}
-# Transposed conv weights are (in, out, *k): the same letters with I and O swapped.
-_DIMS_T = {n: (lhs, "IO" + rhs[2:], out) for n, (lhs, rhs, out) in _DIMS.items()}
+from . import layers
 
 
-def _channel(v, ndim: int):
-    """(C,) -> (1, C, 1, ..., 1) to broadcast over (N, C, *ndim spatial)."""
-    return v.reshape((1, -1) + (1,) * ndim)
+def build(spec: ModelSpec, params: dict, buffers: dict, *, dtype: np.dtype,
+          device: jax.Device) -> tuple[dict, dict]:
+    """(params, buffers) on `device`, in `dtype` and the spec's order.
 
-
-# ----------------------------------------------------------------------------- leaves
-
-
-def linear(x, w, b=None):
-    """(N, in) @ (out, in)^T + (out,) -> (N, out)."""
-    y = jnp.matmul(x, w.T, precision=HIGHEST)
-    return y if b is None else y + b
-
-
-def conv(x, w, b, stride, padding, dilation):
-    """Cross-correlation as torch's convNd: (N, Cin, *d) * (Cout, Cin, *k) -> (N, Cout, *d').
-
-    d' = floor((d + 2p - dil (k - 1) - 1) / s) + 1 per axis.
+    StateError unless the keys and shapes are the spec's. The host copies (np.array) make
+    sure the device buffers, which the train step donates, never alias the caller's arrays.
     """
-    nd = w.ndim - 2
-    y = lax.conv_general_dilated(x, w, window_strides=stride,
-                                 padding=[(p, p) for p in padding], rhs_dilation=dilation,
-                                 dimension_numbers=_DIMS[nd], precision=HIGHEST)
-    return y if b is None else y + _channel(b, nd)
-
-
-def conv_transpose(x, w, b, stride, padding, output_padding, dilation):
-    """torch's conv_transposeNd: (N, Cin, *d) with weight (Cin, Cout, *k) -> (N, Cout, *d').
-
-    d' = (d - 1) s - 2p + dil (k - 1) + output_padding + 1. Computed the way a convolution's
-    input gradient is (Dumoulin & Visin 2016, ch. 4, "zero padding, non-unit strides,
-    transposed"): insert s - 1 zeros between input samples (lhs_dilation = s), pad by
-    dil (k - 1) - p on the low side and dil (k - 1) - p + output_padding on the high side
-    (negative padding crops), and correlate with the kernel flipped in space and its in/out
-    roles swapped (the "IO..." layout reads w as it is).
-    """
-    nd = w.ndim - 2
-    w = jnp.flip(w, axis=tuple(range(2, w.ndim)))  # (Cin, Cout, *k), spatially reversed
-    pads = [(dil * (k - 1) - p, dil * (k - 1) - p + op)
-            for k, p, op, dil in zip(w.shape[2:], padding, output_padding, dilation)]
-    y = lax.conv_general_dilated(x, w, window_strides=(1,) * nd, padding=pads,
-                                 lhs_dilation=stride, rhs_dilation=dilation,
-                                 dimension_numbers=_DIMS_T[nd], precision=HIGHEST)
-    return y if b is None else y + _channel(b, nd)
-
-
-def pool(x, mode, kernel, stride, padding):
-    """Max or average pooling over (N, C, *d) -> (N, C, *d'), d' as for conv with dil 1.
-
-    Max pads with -inf (a pad never wins); avg pads with zeros that count in the mean, i.e.
-    divides every window by the kernel volume (torch's count_include_pad=True). A tie in a max
-    window sends the whole gradient to its first maximum in row-major window order: the
-    gradient is XLA's SelectAndScatter with `>=`, which keeps the first of equals, as torch's
-    max_pool indices do.
-    """
-    window, strides = (1, 1, *kernel), (1, 1, *stride)
-    pads = ((0, 0), (0, 0), *((p, p) for p in padding))
-    if mode == "max":
-        # A concrete NumPy init value lets lax pick its differentiable reduce_window_max
-        # (a traced jnp scalar would fall back to the generic, non-differentiable reducer).
-        init = np.array(-np.inf, x.dtype)
-        return lax.reduce_window(x, init, lax.max, window, strides, pads)
-    if mode == "avg":
-        total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, strides, pads)
-        return total / math.prod(kernel)
-    raise ValueError(f"pool mode must be 'max' or 'avg', got {mode!r}")
-
-
-def batchnorm(x, w, b, running_mean, running_var, *, train, momentum, eps):
-    """(N, C, *spatial) or (N, C) -> (same, new running_mean (C,), new running_var (C,)).
-
-    Train: normalise with the batch mean and biased variance over every axis but 1; update
-    running = (1 - momentum) running + momentum batch, with the *unbiased* variance
-    (n / (n - 1), n = N * spatial volume), as torch does. Eval: the running statistics.
-    """
-    nd = x.ndim - 2
-    if train:
-        axes = (0, *range(2, x.ndim))
-        mean = jnp.mean(x, axis=axes)  # (C,)
-        var = jnp.mean(jnp.square(x - _channel(mean, nd)), axis=axes)  # (C,), biased
-        n = x.size // x.shape[1]
-        running_mean = (1 - momentum) * running_mean + momentum * lax.stop_gradient(mean)
-        unbiased = lax.stop_gradient(var) * (n / max(n - 1, 1))
-        running_var = (1 - momentum) * running_var + momentum * unbiased
-    else:
-        mean, var = running_mean, running_var
-    y = (x - _channel(mean, nd)) / jnp.sqrt(_channel(var, nd) + eps)
-    return y * _channel(w, nd) + _channel(b, nd), running_mean, running_var
-
-
-def dropout(x, mask, p):
-    """Inverted dropout, (N, ...) -> (N, ...): x * mask / (1 - p); mask 1 keeps a unit."""
-    return x * mask.astype(x.dtype) / (1 - p)
-
-
-def activation(x, fn, slope=0.1, k=2):
-    """Elementwise nonlinearity, or maxout (N, C * k, ...) -> (N, C, ...)."""
-    if fn == "sigmoid":
-        return jax.nn.sigmoid(x)
-    if fn == "tanh":
-        return jnp.tanh(x)
-    if fn == "relu":
-        return jax.nn.relu(x)  # its custom JVP gives gradient 0 at 0, as torch does
-    if fn == "leaky_relu":
-        # max(slope x, x), written with `where` so that the gradient at 0 is the slope for
-        # any slope (torch's convention) instead of jnp.maximum's tie-splitting (1 + slope) / 2.
-        if slope <= 1:
-            return jnp.where(x > 0, x, slope * x)
-        return jnp.where(x >= 0, slope * x, x)
-    if fn == "maxout":
-        n, ck = x.shape[:2]
-        pieces = x.reshape(n, ck // k, k, *x.shape[2:])  # (N, C, k, ...): channel c*k+j -> [c, j]
-        return jnp.max(pieces, axis=2)  # tied maxima share the gradient evenly, as torch's amax
-    raise ValueError(f"unknown activation {fn!r}")
-
-
-def loss(name, out, y):
-    """Mean loss over the batch: mse and l1 over every element; cross_entropy of int labels.
-
-    out (N, ...); y (N, ...) float for mse / l1, (N,) integer class labels for cross_entropy.
-    """
-    if name == "mse":
-        return jnp.mean(jnp.square(out - y))
-    if name == "l1":
-        # |d| with the subgradient sign(d), 0 at d = 0 as torch's l1_loss: jnp.abs's is 1 there
-        diff = out - y
-        return jnp.mean(diff * lax.stop_gradient(jnp.sign(diff)))
-    if name == "cross_entropy":
-        logp = jax.nn.log_softmax(out, axis=1)  # (N, classes)
-        picked = jnp.take_along_axis(logp, y.astype(jnp.int32)[:, None], axis=1)  # (N, 1)
-        return -jnp.mean(picked)
-    raise ValueError(f"unknown loss {name!r}")
-
-
-# ----------------------------------------------------------------------------- the tree
-
-
-def _leaf(layer, path, params, buffers, new_buffers, x, train, masks):
-    w, b = params.get(f"{path}.weight"), params.get(f"{path}.bias")
-    if isinstance(layer, Linear):
-        return linear(x, w, b)
-    if isinstance(layer, Conv):
-        return conv(x, w, b, layer.stride, layer.padding, layer.dilation)
-    if isinstance(layer, ConvTranspose):
-        return conv_transpose(x, w, b, layer.stride, layer.padding, layer.output_padding,
-                              layer.dilation)
-    if isinstance(layer, Pool):
-        return pool(x, layer.mode, layer.kernel, layer.stride, layer.padding)
-    if isinstance(layer, BatchNorm):
-        rm, rv = f"{path}.running_mean", f"{path}.running_var"
-        y, new_buffers[rm], new_buffers[rv] = batchnorm(
-            x, w, b, buffers[rm], buffers[rv], train=train, momentum=layer.momentum,
-            eps=layer.eps)
-        return y
-    if isinstance(layer, Dropout):
-        if not train or layer.p == 0:
-            return x
-        if path not in masks:
-            raise ValueError(f"dropout layer {path!r} (p={layer.p}) needs a mask in training "
-                             f"mode; got masks for {sorted(masks)}")
-        return dropout(x, masks[path], layer.p)
-    if isinstance(layer, Flatten):
-        return x.reshape(x.shape[0], -1)  # (N, C, ...) -> (N, C * ...)
-    if isinstance(layer, Activation):
-        return activation(x, layer.fn, layer.slope, layer.k)
-    raise TypeError(f"layer {path!r}: {type(layer).__name__} is not a layer")
-
-
-def _run(layer, path, params, buffers, new_buffers, x, train, masks, outputs=None):
-    """The walk over the spec tree; with `outputs`, every leaf's output is kept there."""
-    if isinstance(layer, Sequential):
-        for child in layer.layers:
-            x = _run(child, join(path, child.name), params, buffers, new_buffers, x, train,
-                     masks, outputs)
-        return x
-    if isinstance(layer, Parallel):
-        outs = [_run(br, join(path, br.name), params, buffers, new_buffers, x, train, masks,
-                     outputs) for br in layer.branches]  # an empty branch is the identity
-        if layer.merge == "add":
-            return sum(outs[1:], outs[0])
-        if layer.merge == "concat":
-            return jnp.concatenate(outs, axis=1)  # channel axis
-        raise ValueError(f"layer {path!r}: merge must be 'add' or 'concat'")
-    out = _leaf(layer, path, params, buffers, new_buffers, x, train, masks)
-    if outputs is not None:
-        outputs[path] = out
-    return out
+    pshapes, bshapes = param_shapes(spec)
+    check_arrays("params", params, pshapes)
+    check_arrays("buffers", buffers, bshapes)
+    return jax.device_put(({k: np.array(params[k], dtype) for k in pshapes},
+                           {k: np.array(buffers[k], dtype) for k in bshapes}), device)
 
 
 def apply(spec: ModelSpec, params, buffers, x, train: bool, masks=None, outputs=None):
@@ -253,9 +65,72 @@ def apply(spec: ModelSpec, params, buffers, x, train: bool, masks=None, outputs=
     return out, new_buffers
 
 
-def draw_masks(spec: ModelSpec, key, batch: int, dtype):
-    """Native-mode keep-masks from `jax.random`: {path: (batch, *input_shape)}, 1 w.p. 1 - p."""
-    layers = dropout_layers(spec)
-    keys = jax.random.split(key, max(len(layers), 1))
-    return {path: jax.random.bernoulli(k, 1 - p, (batch, *shape)).astype(dtype)
-            for k, (path, p, shape) in zip(keys, layers)}
+def loss(name, out, y):
+    """Mean loss over the batch: mse and l1 over every element; cross_entropy of int labels.
+
+    out (N, ...); y (N, ...) float for mse / l1, (N,) integer class labels for cross_entropy.
+    """
+    check_loss(name)
+    if name == "mse":
+        return jnp.mean(jnp.square(out - y))
+    if name == "l1":
+        # |d| with the subgradient sign(d), 0 at d = 0 as torch's l1_loss: jnp.abs's is 1 there
+        diff = out - y
+        return jnp.mean(diff * lax.stop_gradient(jnp.sign(diff)))
+    logp = jax.nn.log_softmax(out, axis=1)  # (N, classes)
+    picked = jnp.take_along_axis(logp, y.astype(jnp.int32)[:, None], axis=1)  # (N, 1)
+    return -jnp.mean(picked)
+
+
+# ----------------------------------------------------------------------------- the tree
+
+
+def _leaf(layer, path, params, buffers, new_buffers, x, train, masks):
+    w, b = params.get(f"{path}.weight"), params.get(f"{path}.bias")
+    if isinstance(layer, Linear):
+        return layers.linear(x, w, b)
+    if isinstance(layer, Conv):
+        return layers.conv(x, w, b, layer.stride, layer.padding, layer.dilation)
+    if isinstance(layer, ConvTranspose):
+        return layers.conv_transpose(x, w, b, layer.stride, layer.padding,
+                                     layer.output_padding, layer.dilation)
+    if isinstance(layer, Pool):
+        return layers.pool(x, layer.mode, layer.kernel, layer.stride, layer.padding)
+    if isinstance(layer, BatchNorm):
+        rm, rv = f"{path}.running_mean", f"{path}.running_var"
+        y, new_buffers[rm], new_buffers[rv] = layers.batchnorm(
+            x, w, b, buffers[rm], buffers[rv], train=train, momentum=layer.momentum,
+            eps=layer.eps)
+        return y
+    if isinstance(layer, Dropout):
+        if not train or layer.p == 0:
+            return x
+        if path not in masks:
+            raise missing_mask(path, layer.p, x.shape)
+        return layers.dropout(x, masks[path], layer.p)
+    if isinstance(layer, Flatten):
+        return x.reshape(x.shape[0], -1)  # (N, C, ...) -> (N, C * ...)
+    if isinstance(layer, Activation):
+        return layers.activation(x, layer.fn, layer.slope, layer.k)
+    raise TypeError(f"layer {path!r}: {type(layer).__name__} is not a spec layer")
+
+
+def _run(layer, path, params, buffers, new_buffers, x, train, masks, outputs=None):
+    """The walk over the spec tree; with `outputs`, every leaf's output is kept there."""
+    if isinstance(layer, Sequential):
+        for child in layer.layers:
+            x = _run(child, join(path, child.name), params, buffers, new_buffers, x, train,
+                     masks, outputs)
+        return x
+    if isinstance(layer, Parallel):
+        outs = [_run(br, join(path, br.name), params, buffers, new_buffers, x, train, masks,
+                     outputs) for br in layer.branches]  # an empty branch is the identity
+        if layer.merge == "add":
+            return sum(outs[1:], outs[0])
+        if layer.merge == "concat":
+            return jnp.concatenate(outs, axis=1)  # (N, sum C_i, *spatial)
+        raise ValueError(f"layer {path!r}: merge must be 'add' or 'concat'")
+    out = _leaf(layer, path, params, buffers, new_buffers, x, train, masks)
+    if outputs is not None:
+        outputs[path] = out
+    return out

@@ -1,6 +1,6 @@
 """The canonical optimizers (backends/optim.py) as optax transformations, and their state.
 
-`transform(spec)` builds `chain(count_steps(), L2 decay, rule)`:
+The native state is optax's; every rule is `chain(_count_steps(), L2 decay, rule)`:
 
     gd, sgd   optax.sgd(lr)                                p += -lr g
     momentum  optax.sgd(lr, momentum=mu, nesterov=...)     optax.trace: v = g + mu v, and
@@ -8,8 +8,8 @@
     adam      optax.adam(lr, b1, b2, eps, eps_root=0)      m^ = m / (1 - b1^t),
                                                            v^ = v / (1 - b2^t) (count from 1),
                                                            update m^ / (sqrt(v^ + 0) + eps)
-    adagrad   adagrad(lr, eps) below                       optax.adagrad cannot express it
-    rmsprop   rmsprop(lr, rho, eps) below                  optax.rmsprop cannot express it
+    adagrad   _adagrad(lr, eps) below                      optax.adagrad cannot express it
+    rmsprop   _rmsprop(lr, rho, eps) below                 optax.rmsprop cannot express it
     L2        optax.add_decayed_weights(wd), chained *before* the rule: g + wd p, a penalty
               on the gradient that the rule then rescales (not AdamW's decoupled decay)
 
@@ -25,9 +25,10 @@ Warning, where optax's own aliases disagree with the canonical rules (so none is
     RMSprop decays with alpha 0.99, eps outside. The canonical rule: rho 0.9, eps outside.
 
 Canonical state, `{"step": t, "slots": {slot: {path: array}}}`, maps onto the optax state:
-step <-> StepState.step (and adam's count), momentum's v <-> TraceState.trace, adam's m, v <->
-ScaleByAdamState.mu, nu, adagrad's G <-> AdagradState.G, rmsprop's E <-> RMSPropState.E. Params
-are flat dicts keyed by canonical path, so every slot is already keyed by canonical name.
+step <-> _StepState.step (and adam's count), momentum's v <-> TraceState.trace, adam's m, v <->
+ScaleByAdamState.mu, nu, adagrad's G <-> _AdagradState.G, rmsprop's E <-> _RMSPropState.E.
+Params are flat dicts keyed by canonical path, so every slot is already keyed by canonical
+name. `step` is a pure function, for the trainer's one `jax.jit` of the whole train step.
 
 References: optax `optax/_src/alias.py` and `transform.py`; Duchi et al. 2011 (Adagrad);
 Hinton, lecture 6e (RMSProp); Kingma & Ba 2015, Algorithm 1 (Adam).
@@ -42,36 +43,37 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..base import check_opt_state
 from ..optim import SLOTS, OptimizerSpec
 
 
-class StepState(NamedTuple):
+class _StepState(NamedTuple):
     step: jax.Array  # () int32: steps taken, the canonical t of the last update
 
 
-class AdagradState(NamedTuple):
+class _AdagradState(NamedTuple):
     G: dict  # {path: sum of squared gradients}, like the params
 
 
-class RMSPropState(NamedTuple):
+class _RMSPropState(NamedTuple):
     E: dict  # {path: running mean of squared gradients}, like the params
 
 
-def count_steps() -> optax.GradientTransformation:
+def _count_steps() -> optax.GradientTransformation:
     """Passes updates through and counts them: the canonical step t for every rule."""
 
     def init(params):
         del params
-        return StepState(step=jnp.zeros((), jnp.int32))
+        return _StepState(step=jnp.zeros((), jnp.int32))
 
     def update(updates, state, params=None):
         del params
-        return updates, StepState(step=state.step + 1)
+        return updates, _StepState(step=state.step + 1)
 
     return optax.GradientTransformation(init, update)
 
 
-def adagrad(learning_rate: float, eps: float = 1e-8) -> optax.GradientTransformation:
+def _adagrad(learning_rate: float, eps: float = 1e-8) -> optax.GradientTransformation:
     """G += g^2; update = -lr g / (sqrt(G) + eps), G from 0 and eps outside the root.
 
     Warning: optax.adagrad starts G at 0.1 and uses sqrt(G + eps); torch.optim.Adagrad uses
@@ -79,19 +81,19 @@ def adagrad(learning_rate: float, eps: float = 1e-8) -> optax.GradientTransforma
     """
 
     def init(params):
-        return AdagradState(G=jax.tree.map(jnp.zeros_like, params))
+        return _AdagradState(G=jax.tree.map(jnp.zeros_like, params))
 
     def update(updates, state, params=None):
         del params
         G = jax.tree.map(lambda g, s: s + g * g, updates, state.G)
         updates = jax.tree.map(lambda g, s: -learning_rate * g / (jnp.sqrt(s) + eps),
                                updates, G)
-        return updates, AdagradState(G=G)
+        return updates, _AdagradState(G=G)
 
     return optax.GradientTransformation(init, update)
 
 
-def rmsprop(learning_rate: float, rho: float = 0.9,
+def _rmsprop(learning_rate: float, rho: float = 0.9,
             eps: float = 1e-8) -> optax.GradientTransformation:
     """E = rho E + (1 - rho) g^2; update = -lr g / (sqrt(E) + eps), eps outside the root.
 
@@ -100,14 +102,14 @@ def rmsprop(learning_rate: float, rho: float = 0.9,
     """
 
     def init(params):
-        return RMSPropState(E=jax.tree.map(jnp.zeros_like, params))
+        return _RMSPropState(E=jax.tree.map(jnp.zeros_like, params))
 
     def update(updates, state, params=None):
         del params
         E = jax.tree.map(lambda g, s: rho * s + (1 - rho) * g * g, updates, state.E)
         updates = jax.tree.map(lambda g, s: -learning_rate * g / (jnp.sqrt(s) + eps),
                                updates, E)
-        return updates, RMSPropState(E=E)
+        return updates, _RMSPropState(E=E)
 
     return optax.GradientTransformation(init, update)
 
@@ -120,19 +122,77 @@ def _rule(spec: OptimizerSpec) -> optax.GradientTransformation:
     if spec.name == "adam":
         return optax.adam(spec.lr, b1=spec.beta1, b2=spec.beta2, eps=spec.eps, eps_root=0.0)
     if spec.name == "adagrad":
-        return adagrad(spec.lr, eps=spec.eps)
+        return _adagrad(spec.lr, eps=spec.eps)
     if spec.name == "rmsprop":
-        return rmsprop(spec.lr, rho=spec.rho, eps=spec.eps)
+        return _rmsprop(spec.lr, rho=spec.rho, eps=spec.eps)
     raise ValueError(f"unknown optimizer {spec.name!r}; known: {', '.join(SLOTS)}")
 
 
-def transform(spec: OptimizerSpec) -> optax.GradientTransformation:
-    """chain(count_steps, add_decayed_weights(wd) or identity, rule): SPEC 4.3's math."""
+def _transform(spec: OptimizerSpec) -> optax.GradientTransformation:
+    """chain(_count_steps, add_decayed_weights(wd) or identity, rule): SPEC 4.3's math."""
     decay = optax.add_decayed_weights(spec.weight_decay) if spec.weight_decay else optax.identity()
-    return optax.chain(count_steps(), decay, _rule(spec))
+    return optax.chain(_count_steps(), decay, _rule(spec))
 
 
-# ----------------------------------------------------------------------------- state
+def build(spec: OptimizerSpec, params: dict):
+    """The optax state before the first step: step 0, every slot zero, like `params`."""
+    return _transform(spec).init(params)
+
+
+def load_state(spec: OptimizerSpec, params: dict, state: dict):
+    """Canonical `state` -> optax state for `params`, whose dtypes the slots take (copies).
+
+    StateError unless it fits the params.
+    """
+    check_opt_state(spec, state, {k: p.shape for k, p in params.items()})
+    step, slots = int(state["step"]), state["slots"]
+
+    def like(slot):
+        return {k: jnp.array(slots[slot][k], dtype=p.dtype) for k, p in params.items()}
+
+    def put(s):
+        if isinstance(s, _StepState):
+            return _StepState(step=jnp.asarray(step, jnp.int32))
+        if isinstance(s, optax.TraceState):
+            return optax.TraceState(trace=like("v"))
+        if isinstance(s, optax.ScaleByAdamState):
+            return s._replace(count=jnp.asarray(step, jnp.int32), mu=like("m"), nu=like("v"))
+        if isinstance(s, _AdagradState):
+            return _AdagradState(G=like("G"))
+        if isinstance(s, _RMSPropState):
+            return _RMSPropState(E=like("E"))
+        return s
+
+    return _map_states(build(spec, params), put)
+
+
+def export_state(spec: OptimizerSpec, params: dict, state) -> dict:
+    """optax state -> {"step": t, "slots": {slot: {path: np.ndarray}}} (NumPy copies)."""
+    del params  # the slots are keyed like them already
+    found: dict = {}
+
+    def grab(s):
+        if isinstance(s, _StepState):
+            found["step"] = int(s.step)
+        elif isinstance(s, optax.TraceState):
+            found["v"] = s.trace
+        elif isinstance(s, optax.ScaleByAdamState):
+            found["m"], found["v"] = s.mu, s.nu
+        elif isinstance(s, _AdagradState):
+            found["G"] = s.G
+        elif isinstance(s, _RMSPropState):
+            found["E"] = s.E
+        return s
+
+    _map_states(state, grab)
+    slots = {slot: {k: np.array(v) for k, v in found[slot].items()} for slot in SLOTS[spec.name]}
+    return {"step": found["step"], "slots": slots}
+
+
+def step(spec: OptimizerSpec, params: dict, grads: dict, state) -> tuple[dict, object]:
+    """One canonical update: (new params, new state). Pure, so it can sit inside `jax.jit`."""
+    updates, state = _transform(spec).update(grads, state, params)
+    return optax.apply_updates(params, updates), state
 
 
 def _map_states(state, fn):
@@ -142,55 +202,3 @@ def _map_states(state, fn):
     if isinstance(state, tuple):
         return tuple(_map_states(s, fn) for s in state)
     return state
-
-
-def to_canonical(spec: OptimizerSpec, state) -> dict:
-    """optax state -> {"step": t, "slots": {slot: {path: np.ndarray}}} (NumPy copies)."""
-    found: dict = {}
-
-    def grab(s):
-        if isinstance(s, StepState):
-            found["step"] = int(s.step)
-        elif isinstance(s, optax.TraceState):
-            found["v"] = s.trace
-        elif isinstance(s, optax.ScaleByAdamState):
-            found["m"], found["v"] = s.mu, s.nu
-        elif isinstance(s, AdagradState):
-            found["G"] = s.G
-        elif isinstance(s, RMSPropState):
-            found["E"] = s.E
-        return s
-
-    _map_states(state, grab)
-    slots = {slot: {k: np.array(v) for k, v in found[slot].items()} for slot in SLOTS[spec.name]}
-    return {"step": found["step"], "slots": slots}
-
-
-def from_canonical(spec: OptimizerSpec, canonical: dict, params: dict):
-    """Canonical state -> optax state for `params` (their dtypes set the slots'; host arrays)."""
-    state = transform(spec).init(params)
-    step, slots = int(canonical["step"]), canonical["slots"]
-    missing = [s for s in SLOTS[spec.name] if s not in slots]
-    if missing:
-        raise ValueError(f"optimizer state for {spec.name!r} lacks slots {missing}")
-
-    def like(slot):
-        if set(slots[slot]) != set(params):
-            raise ValueError(f"optimizer slot {slot!r} has keys {sorted(slots[slot])}, "
-                             f"expected the params' {sorted(params)}")
-        return {k: jnp.array(slots[slot][k], dtype=p.dtype) for k, p in params.items()}  # copies
-
-    def put(s):
-        if isinstance(s, StepState):
-            return StepState(step=jnp.asarray(step, jnp.int32))
-        if isinstance(s, optax.TraceState):
-            return optax.TraceState(trace=like("v"))
-        if isinstance(s, optax.ScaleByAdamState):
-            return s._replace(count=jnp.asarray(step, jnp.int32), mu=like("m"), nu=like("v"))
-        if isinstance(s, AdagradState):
-            return AdagradState(G=like("G"))
-        if isinstance(s, RMSPropState):
-            return RMSPropState(E=like("E"))
-        return s
-
-    return _map_states(state, put)

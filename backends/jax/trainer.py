@@ -3,7 +3,7 @@
 State lives in four pytrees on one device: params and buffers (flat dicts keyed by canonical
 path), the optax state, and a `jax.random` key for rng="native". Every method is a jitted pure
 function of them; the trainer only swaps in the results. `train_step` is ONE `jax.jit` --
-forward, `jax.value_and_grad`, optax update, `optax.apply_updates`, new BatchNorm statistics --
+forward, `jax.value_and_grad`, the optax update of optim.step, new BatchNorm statistics --
 that donates params, opt state and buffers, so XLA may update them in place. The jitted
 functions are cached per (spec, optimizer, dtype): trainers of one configuration (a sweep's
 seeds) share one trace and one compile.
@@ -21,38 +21,45 @@ from types import SimpleNamespace
 
 import jax
 import numpy as np
-import optax
 
-from ..base import Arrays, Trainer
+from ..base import (
+    Arrays,
+    Trainer,
+    check_arrays,
+    check_input,
+    check_loss,
+    check_masks,
+    check_rng,
+    check_targets,
+)
 from ..optim import OptimizerSpec
 from ..spec import ModelSpec, dropout_layers, param_shapes
 from . import nn
-from . import optim as jax_optim
+from . import optim as opt
 
 
-def _check_keys(what: str, got: dict, shapes: dict) -> None:
-    missing, extra = sorted(set(shapes) - set(got)), sorted(set(got) - set(shapes))
-    if missing or extra:
-        raise ValueError(f"{what}: missing {missing}, unexpected {extra}")
-    for k, shape in shapes.items():
-        if tuple(np.shape(got[k])) != tuple(shape):
-            raise ValueError(f"{what}: {k} has shape {np.shape(got[k])}, expected {shape}")
+def _draw_masks(spec: ModelSpec, key, batch: int, dtype):
+    """Native-mode keep-masks from `jax.random`: {path: (batch, *input_shape)}, 1 w.p. 1 - p."""
+    layers = dropout_layers(spec)
+    keys = jax.random.split(key, max(len(layers), 1))
+    return {path: jax.random.bernoulli(k, 1 - p, (batch, *shape)).astype(dtype)
+            for k, (path, p, shape) in zip(keys, layers)}
 
 
 @functools.lru_cache(maxsize=32)
-def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNamespace:
+def _compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNamespace:
     """The jitted pure functions of one (spec, optimizer, dtype), shared by its trainers.
 
     Specs are frozen, hashable dataclasses, so a sweep's seeds (and the tests' rebuilds) reuse
     one trace and one XLA compile instead of paying seconds for each trainer.
     """
-    tx, np_dtype = jax_optim.transform(optimizer), np.dtype(dtype)
+    np_dtype = np.dtype(dtype)
 
     def masks_for(masks, key, batch):
         """(masks, key): the given masks, or in native mode fresh ones and the next key."""
         if masks is None:
             key, sub = jax.random.split(key)
-            masks = nn.draw_masks(spec, sub, batch, np_dtype)
+            masks = _draw_masks(spec, sub, batch, np_dtype)
         return masks, key
 
     def loss_fn(params, buffers, x, y, masks):
@@ -64,8 +71,8 @@ def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNam
     def train_step(params, opt_state, buffers, x, y, masks, key):
         masks, key = masks_for(masks, key, x.shape[0])
         (loss, new_buffers), grads = grad_fn(params, buffers, x, y, masks)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, new_buffers, loss, key
+        params, opt_state = opt.step(optimizer, params, grads, opt_state)
+        return params, opt_state, new_buffers, loss, key
 
     def loss_and_grads(params, buffers, x, y, masks, key):
         masks, key = masks_for(masks, key, x.shape[0])
@@ -73,8 +80,7 @@ def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNam
         return loss, grads, new_buffers, key
 
     def apply_gradients(params, opt_state, grads):
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+        return opt.step(optimizer, params, grads, opt_state)
 
     def forward(params, buffers, x, masks, key, train):
         if train:
@@ -100,7 +106,6 @@ def compiled(spec: ModelSpec, optimizer: OptimizerSpec, dtype: str) -> SimpleNam
         return outputs, dx, key
 
     return SimpleNamespace(
-        tx=tx,
         # ONE jit for forward + backward + update; params, opt state, buffers, key donated
         train_step=jax.jit(train_step, donate_argnums=(0, 1, 2, 6)),
         loss_and_grads=jax.jit(loss_and_grads, donate_argnums=(1, 5)),
@@ -118,31 +123,27 @@ class JaxTrainer(Trainer):
     def __init__(self, spec: ModelSpec, params: Arrays, buffers: Arrays,
                  optimizer: OptimizerSpec, *, device: str, device_name: str, dtype: str,
                  opt_state: dict | None = None, rng: str = "canonical", seed: int = 0):
-        if rng not in ("canonical", "native"):
-            raise ValueError(f"rng must be 'canonical' or 'native', got {rng!r}")
-        p_shapes, b_shapes = param_shapes(spec)
-        _check_keys("params", params, p_shapes)
-        _check_keys("buffers", buffers, b_shapes)
-        self.spec, self.optimizer, self.dtype, self.rng = spec, optimizer, dtype, rng
-        self.device, self.device_name = device, device_name
+        check_rng(rng)
+        check_loss(spec.loss)
+        self.spec, self.optimizer, self.rng, self.seed = spec, optimizer, rng, seed
+        self.device, self.device_name, self.dtype = device, device_name, dtype
         self._dev = jax.devices(device)[0]  # "cpu" or "gpu": jax's platform names
         self._np_dtype = np.dtype(dtype)
-        self._dropouts = {path: (p, shape) for path, p, shape in dropout_layers(spec)}
+        self._params, self._buffers = nn.build(spec, params, buffers, dtype=self._np_dtype,
+                                               device=self._dev)
         try:
-            self._fn = compiled(spec, optimizer, dtype)
+            self._fn = _compiled(spec, optimizer, dtype)
         except TypeError:  # an unhashable spec (a list inside, say): trace it uncached
-            self._fn = compiled.__wrapped__(spec, optimizer, dtype)
-        put = self._put
-        self._order = (tuple(p_shapes), tuple(b_shapes))  # forward order; jax sorts dict keys
-        # np.array copies: the donated device buffers can never alias the caller's arrays
-        self._params = put({k: np.array(params[k], self._np_dtype) for k in p_shapes})
-        self._buffers = put({k: np.array(buffers[k], self._np_dtype) for k in b_shapes})
+            self._fn = _compiled.__wrapped__(spec, optimizer, dtype)
         if opt_state is None:
-            state = self._fn.tx.init(self._params)
+            self._opt = self._put(opt.build(optimizer, self._params))
         else:
-            state = jax_optim.from_canonical(optimizer, opt_state, self._params)
-        self._opt_state = put(state)
-        self._key = put(jax.random.key(seed))
+            self._opt = self._put(opt.load_state(optimizer, self._params, opt_state))
+        self._dropouts, self._output_shape = dropout_layers(spec), spec.output_shape
+        self._shapes = {k: p.shape for k, p in self._params.items()}
+        # (param paths, buffer paths) in forward order: jax sorts a dict's keys
+        self._order = tuple(tuple(shapes) for shapes in param_shapes(spec))
+        self._key = self._put(jax.random.key(seed))
 
     # ------------------------------------------------------------------ host <-> device
 
@@ -150,30 +151,22 @@ class JaxTrainer(Trainer):
         return jax.device_put(tree, self._dev)  # commits: the jitted functions run there
 
     def _x(self, x):
-        x = np.asarray(x, self._np_dtype)  # (N, *spec.input_shape)
-        if x.shape[1:] != tuple(self.spec.input_shape):
-            raise ValueError(f"input shape {x.shape[1:]} != the model's {self.spec.input_shape}")
-        return self._put(x)
+        check_input(x, self.spec.input_shape)
+        return self._put(np.asarray(x, self._np_dtype))  # (N, *spec.input_shape)
 
-    def _y(self, y):
+    def _y(self, y, batch: int):
+        check_targets(y, batch, self._output_shape, self.spec.loss)
         if self.spec.loss == "cross_entropy":
             return self._put(np.asarray(y, np.int32))  # (N,) class labels
         return self._put(np.asarray(y, self._np_dtype))  # (N, *spec.output_shape)
 
     def _masks(self, masks, batch: int):
         """Device masks for a training pass; None in native mode means draw them inside."""
+        check_masks(self._dropouts, masks, batch, native=self.rng == "native")
         if masks is None and self.rng == "native":
             return None
-        masks = masks or {}
-        for path, (p, shape) in self._dropouts.items():
-            if path not in masks:
-                raise ValueError(f"dropout layer {path!r} (p={p}) needs a mask in training "
-                                 f"mode with rng='canonical'; pass spec.dropout_masks(...)")
-            if np.shape(masks[path]) != (batch, *shape):
-                raise ValueError(f"mask for {path!r} has shape {np.shape(masks[path])}, "
-                                 f"expected {(batch, *shape)}")
         return self._put({path: np.asarray(masks[path], self._np_dtype)
-                          for path in self._dropouts})
+                          for path, _, _ in self._dropouts})
 
     # ------------------------------------------------------------------ the protocol
 
@@ -186,8 +179,8 @@ class JaxTrainer(Trainer):
 
     def probe(self, x, y=None, *, train=True, masks=None):
         x = self._x(x)
+        y = None if y is None else self._y(y, x.shape[0])
         masks = self._masks(masks, x.shape[0]) if train else None
-        y = None if y is None else self._y(y)
         outputs, dx, key = self._fn.probe(self._params, self._buffers, x, y, masks, self._key,
                                           train=train)
         self._key = key  # as forward: a native training pass draws from the stream
@@ -195,27 +188,27 @@ class JaxTrainer(Trainer):
         return outputs, None if dx is None else np.array(dx)
 
     def evaluate(self, x, y):
-        loss, out = self._fn.evaluate(self._params, self._buffers, self._x(x), self._y(y))
+        x = self._x(x)
+        loss, out = self._fn.evaluate(self._params, self._buffers, x, self._y(y, x.shape[0]))
         return float(loss), np.array(out)
 
     def loss_and_grads(self, x, y, masks=None):
         x = self._x(x)
+        y, masks = self._y(y, x.shape[0]), self._masks(masks, x.shape[0])
         loss, grads, self._buffers, self._key = self._fn.loss_and_grads(
-            self._params, self._buffers, x, self._y(y), self._masks(masks, x.shape[0]),
-            self._key)
+            self._params, self._buffers, x, y, masks, self._key)
         return float(loss), {k: np.array(grads[k]) for k in self._order[0]}
 
     def apply_gradients(self, grads):
-        _check_keys("grads", grads, {k: v.shape for k, v in self._params.items()})
+        check_arrays("gradients", grads, self._shapes)
         grads = self._put({k: np.array(grads[k], self._np_dtype) for k in self._params})
-        self._params, self._opt_state = self._fn.apply_gradients(self._params, self._opt_state,
-                                                              grads)
+        self._params, self._opt = self._fn.apply_gradients(self._params, self._opt, grads)
 
     def train_step(self, x, y, masks=None):
         x = self._x(x)
-        self._params, self._opt_state, self._buffers, loss, self._key = self._fn.train_step(
-            self._params, self._opt_state, self._buffers, x, self._y(y),
-            self._masks(masks, x.shape[0]), self._key)
+        y, masks = self._y(y, x.shape[0]), self._masks(masks, x.shape[0])
+        self._params, self._opt, self._buffers, loss, self._key = self._fn.train_step(
+            self._params, self._opt, self._buffers, x, y, masks, self._key)
         return float(loss)
 
     def params(self):
@@ -225,4 +218,4 @@ class JaxTrainer(Trainer):
         return {k: np.array(self._buffers[k]) for k in self._order[1]}
 
     def opt_state(self):
-        return jax_optim.to_canonical(self.optimizer, self._opt_state)
+        return opt.export_state(self.optimizer, self._params, self._opt)

@@ -1,429 +1,180 @@
-"""The NumPy backend's ops, each a forward and its hand-written backward side by side.
+"""The NumPy model: the spec walked onto the hand-written layers of layers.py.
 
-Every op is `op_forward(x, ...) -> (out, cache)` followed by `op_backward(dout, cache) ->
-(dx, grads)`, with `grads` a tuple of the gradients of the forward's parameter inputs in
-their order (empty for a parameter-free op). Losses are `loss_forward(out, y) -> (loss,
-cache)` and `loss_backward(cache) -> dout`. Every op keeps its input's dtype (float32 or
-float64).
+    build(spec, params, buffers, *, dtype) -> (params, buffers)
+    apply(spec, params, buffers, x, train, masks=None, outputs=None, *, rng=None)
+        -> (out, new_buffers, backward)
+    loss(name, out, y) -> (mean loss, backward)
 
-Convolution is im2col and one matrix product per layer. The windows are taken channels-last,
-(N, *S, C), so that each window row is a run of C contiguous values, and the product is a
-plain (N*O, K*C) x (K*C, F) sgemm. The backward of a convolution's input is a transposed
-convolution and the backward of a transposed convolution's input a convolution (Dumoulin &
-Visin, "A guide to convolution arithmetic for deep learning", 2016, section 4), so the two
-share their cores: `_conv` (im2col, then matmul) and `_conv_t` (matmul, then col2im).
+NumPy has no autograd, so `apply` and `loss` return, beside their value, the function that
+pulls a gradient back through them, as `jax.vjp` does: apply's `backward(dout) -> (dx,
+grads)`, loss's `backward() -> dout`. The forward pass records a tree shaped like the spec (a
+list per Sequential, a list of branches per Parallel, one entry per leaf holding its backward
+and its cache); the backward pass walks that record in reverse. A Parallel hands its input to
+every branch and merges by "add" (its backward gives every branch the same gradient and sums
+their input gradients) or "concat" on axis 1 (its backward splits the gradient by channels).
 
-References: cs231n assignment 2 `layers.py` (the forward/backward/cache shape, BatchNorm's
-backward); Ioffe & Szegedy 2015 (BatchNorm); Goodfellow et al. 2013 (Maxout).
+The layers are looked up in layers.py at each call, so a test may monkeypatch one.
+
+References: `jax.vjp` (a value and its pullback); cs231n assignment 2 `layers.py` (the
+forward/backward/cache shape).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from ..spec import conv_out, conv_transpose_out
-
-# ----------------------------------------------------------------------------- dense
-
-
-def linear_forward(x, w, b):
-    """y = x w^T + b. x (N, I), w (O, I), b (O,) or None -> out (N, O)."""
-    out = x @ w.T
-    if b is not None:
-        out += b
-    return out, (x, w, b is not None)
+from .. import spec as S
+from ..base import check_arrays, missing_mask
+from . import layers
 
 
-def linear_backward(dout, cache):
-    """dout (N, O) -> (dx (N, I), (dw (O, I), db (O,) or None))."""
-    x, w, has_bias = cache
-    return dout @ w, (dout.T @ x, dout.sum(0) if has_bias else None)
+def build(spec: S.ModelSpec, params: dict, buffers: dict, *, dtype) -> tuple[dict, dict]:
+    """(params, buffers): copies of the canonical arrays in `dtype`, in the spec's order.
 
-
-def flatten_forward(x):
-    """(N, C, ...) -> (N, C * ...)."""
-    return x.reshape(x.shape[0], -1), x.shape  # (N, C * ...)
-
-
-def flatten_backward(dout, cache):
-    return dout.reshape(cache), ()  # (N, C, ...)
-
-
-# ----------------------------------------------------------------------------- activations
-
-
-def sigmoid_forward(x):
-    out = 0.5 * (1 + np.tanh(0.5 * x))  # = 1 / (1 + e^-x), without overflow in exp
-    return out, out
-
-
-def sigmoid_backward(dout, cache):
-    return dout * cache * (1 - cache), ()
-
-
-def tanh_forward(x):
-    out = np.tanh(x)
-    return out, out
-
-
-def tanh_backward(dout, cache):
-    return dout * (1 - cache * cache), ()
-
-
-def relu_forward(x):
-    return np.maximum(x, 0), x > 0
-
-
-def relu_backward(dout, cache):
-    return dout * cache, ()
-
-
-def leaky_relu_forward(x, slope=0.1):
-    """max(slope x, x), the lecture's definition, for any slope. x (N, ...) -> out (N, ...).
-
-    At x = 0 the slope piece is taken, so the gradient there is the slope: torch's
-    leaky_relu convention (backends/spec.py, "Kinks and ties").
+    The NumPy model is its arrays. StateError unless the keys and shapes are the spec's.
     """
-    on_slope = x <= 0 if slope <= 1 else x >= 0  # where slope x >= x, 0 included
-    return np.where(on_slope, slope * x, x), (on_slope, slope)
+    pshapes, bshapes = S.param_shapes(spec)
+    check_arrays("params", params, pshapes)
+    check_arrays("buffers", buffers, bshapes)
+    return ({k: np.array(params[k], dtype=dtype) for k in pshapes},
+            {k: np.array(buffers[k], dtype=dtype) for k in bshapes})
 
 
-def leaky_relu_backward(dout, cache):
-    on_slope, slope = cache
-    return np.where(on_slope, slope * dout, dout), ()
+def apply(spec: S.ModelSpec, params: dict, buffers: dict, x: np.ndarray, train: bool,
+          masks: dict | None = None, outputs: dict | None = None, *, rng=None):
+    """x (N, *spec.input_shape) -> (out (N, *spec.output_shape), new_buffers, backward).
 
-
-def maxout_forward(x, k=2):
-    """x (N, C*k, *S) -> out (N, C, *S), out[:, c] = max_j x[:, c*k + j].
-
-    Tied maxima share the gradient evenly, as torch's amax and jnp.max do.
+    new_buffers: BatchNorm's running statistics after a training pass (in evaluation, the
+    same arrays). masks {dropout path: keep-mask (N, *input shape)} are needed in training
+    mode, unless `rng` (a np.random.Generator: rng="native") draws them. A dict `outputs`
+    receives every leaf's output, keyed by its path. backward(dout (N, *output_shape)) ->
+    (dx (N, *input_shape), {param path: gradient}).
     """
-    n, ck, *spatial = x.shape
-    groups = x.reshape(n, ck // k, k, *spatial)  # (N, C, k, *S)
-    out = groups.max(axis=2)  # (N, C, *S)
-    share = (groups == out[:, :, None]).astype(x.dtype)  # (N, C, k, *S), 1 at each maximum
-    share /= share.sum(axis=2, keepdims=True)
-    return out, share
+    ctx = {"params": params, "buffers": buffers, "train": train, "masks": masks, "rng": rng,
+           "new": {}, "outputs": outputs}
+    out, record = _forward(spec.body, x, "", ctx)
+
+    def backward(dout):
+        grads: dict = {}
+        dx = _backward(spec.body, dout, record, grads)
+        return dx, grads
+
+    return out, {**buffers, **ctx["new"]}, backward
 
 
-def maxout_backward(dout, cache):
-    """dout (N, C, *S) -> (dx (N, C*k, *S), ())."""
-    dgroups = cache * dout[:, :, None]  # (N, C, k, *S)
-    return dgroups.reshape(dgroups.shape[0], -1, *dgroups.shape[3:]), ()  # (N, C*k, *S)
+def loss(name: str, out: np.ndarray, y: np.ndarray):
+    """(mean loss, backward): backward() -> d(loss)/d(out), shaped like out.
 
-
-ACTIVATIONS = {"sigmoid": (sigmoid_forward, sigmoid_backward),
-               "tanh": (tanh_forward, tanh_backward),
-               "relu": (relu_forward, relu_backward),
-               "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
-               "maxout": (maxout_forward, maxout_backward)}
-
-# ----------------------------------------------------------------------------- regularisers
-
-
-def dropout_forward(x, mask, p):
-    """Inverted dropout: y = x * mask / (1 - p). x, mask (N, *S), mask 1 = keep."""
-    scale = mask.astype(x.dtype) * (1.0 / (1.0 - p))
-    return x * scale, scale
-
-
-def dropout_backward(dout, cache):
-    return dout * cache, ()
-
-
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, eps=1e-5,
-                      momentum=0.1):
-    """BatchNorm over axis 1. x (N, C) or (N, C, *S); gamma, beta, running_* (C,).
-
-    Train: normalise with the batch mean and biased variance; the cache's "running" holds the
-    updated running statistics (momentum, unbiased variance: torch's convention) for the
-    caller to keep or drop. Eval: normalise with the running statistics.
+    out (N, ...); y (N,) integer class labels for cross_entropy, else shaped like out.
     """
-    axes = (0, *range(2, x.ndim))
-    bshape = (1, -1) + (1,) * (x.ndim - 2)  # broadcasts (C,) over (N, C, *S)
-    cache = {"gamma": gamma, "axes": axes, "bshape": bshape, "train": train}
-    if train:
-        mean, var = x.mean(axis=axes), x.var(axis=axes)
-        m = x.size // x.shape[1]
-        unbiased = var * (m / max(m - 1, 1))
-        cache["running"] = ((1 - momentum) * running_mean + momentum * mean,
-                            (1 - momentum) * running_var + momentum * unbiased)
-    else:
-        mean, var = running_mean, running_var
-    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    xhat = (x - mean.reshape(bshape)) * inv_std.reshape(bshape)
-    cache.update(xhat=xhat, inv_std=inv_std)
-    return gamma.reshape(bshape) * xhat + beta.reshape(bshape), cache
+    forward, back = layers.LOSSES[name]
+    value, cache = forward(out, np.asarray(y))
+    return value, lambda: back(cache)
 
 
-def batchnorm_backward(dout, cache):
-    """-> (dx, (dgamma, dbeta)). The running statistics take no gradient."""
-    xhat, inv_std, axes, bshape = cache["xhat"], cache["inv_std"], cache["axes"], cache["bshape"]
-    dgamma, dbeta = (dout * xhat).sum(axis=axes), dout.sum(axis=axes)
-    dxhat = dout * cache["gamma"].reshape(bshape)
-    if not cache["train"]:
-        return dxhat * inv_std.reshape(bshape), (dgamma, dbeta)
-    # the batch mean and variance depend on x too (cs231n's batchnorm_backward_alt)
-    m = dout.size // dout.shape[1]
-    dx = (inv_std / m).reshape(bshape) * (
-        m * dxhat - dxhat.sum(axis=axes).reshape(bshape)
-        - xhat * (dxhat * xhat).sum(axis=axes).reshape(bshape))
-    return dx, (dgamma, dbeta)
+# ----------------------------------------------------------------------------- the walk
 
 
-# ----------------------------------------------------------------------------- windows
+def _mask(path: str, p: float, x: np.ndarray, ctx) -> np.ndarray:
+    masks, rng = ctx["masks"], ctx["rng"]
+    if masks is not None and path in masks:
+        return np.asarray(masks[path])  # its shape was checked with base.check_masks
+    if rng is None:
+        raise missing_mask(path, p, x.shape)
+    return (rng.random(x.shape) >= p).astype(x.dtype)
 
 
-def _tup(value, nd):
-    return (value,) * nd if isinstance(value, int) else tuple(value)
+def _leaf(layer, x, path, ctx):
+    """(out, (backward, param names, cache)) for one leaf."""
+    P = ctx["params"]
+    if isinstance(layer, (S.Linear, S.Conv, S.ConvTranspose)):
+        w, b = P[f"{path}.weight"], P.get(f"{path}.bias")
+        if isinstance(layer, S.Linear):
+            out, cache = layers.linear_forward(x, w, b)
+            back = layers.linear_backward
+        elif isinstance(layer, S.Conv):
+            out, cache = layers.conv_forward(x, w, b, layer.stride, layer.padding,
+                                             layer.dilation)
+            back = layers.conv_backward
+        else:
+            out, cache = layers.conv_transpose_forward(x, w, b, layer.stride, layer.padding,
+                                                       layer.output_padding, layer.dilation)
+            back = layers.conv_transpose_backward
+        return out, (back, (f"{path}.weight", f"{path}.bias"), cache)
+    if isinstance(layer, S.BatchNorm):
+        train, mean, var = ctx["train"], f"{path}.running_mean", f"{path}.running_var"
+        out, cache = layers.batchnorm_forward(
+            x, P[f"{path}.weight"], P[f"{path}.bias"], ctx["buffers"][mean],
+            ctx["buffers"][var], train=train, eps=layer.eps, momentum=layer.momentum)
+        if train:
+            ctx["new"][mean], ctx["new"][var] = cache["running"]
+        return out, (layers.batchnorm_backward, (f"{path}.weight", f"{path}.bias"), cache)
+    if isinstance(layer, S.Pool):
+        out, cache = layers.pool_forward(x, layer.mode, layer.kernel, layer.stride,
+                                         layer.padding)
+        return out, (layers.pool_backward, (), cache)
+    if isinstance(layer, S.Dropout):
+        if not ctx["train"] or layer.p == 0:
+            return x, None  # identity
+        out, cache = layers.dropout_forward(x, _mask(path, layer.p, x, ctx), layer.p)
+        return out, (layers.dropout_backward, (), cache)
+    if isinstance(layer, S.Flatten):
+        out, cache = layers.flatten_forward(x)
+        return out, (layers.flatten_backward, (), cache)
+    if isinstance(layer, S.Activation):
+        forward, back = layers.ACTIVATIONS[layer.fn]
+        if layer.fn == "leaky_relu":
+            out, cache = forward(x, layer.slope)
+        elif layer.fn == "maxout":
+            out, cache = forward(x, layer.k)
+        else:
+            out, cache = forward(x)
+        return out, (back, (), cache)
+    raise TypeError(f"layer {path!r}: {type(layer).__name__} is not a spec layer")
 
 
-def _windows(xp, out, kernel, stride, dilation, first):
-    """A read-only view of every window of xp, whose nd spatial axes start at axis `first`.
-
-    xp (*lead, *Sp, *trail) -> (*lead, *out, *kernel, *trail), with
-    view[..., o, k, ...] = xp[..., o * stride + k * dilation, ...]. No copy.
-    """
-    nd = len(out)
-    st = xp.strides
-    sp = st[first:first + nd]
-    shape = (*xp.shape[:first], *out, *kernel, *xp.shape[first + nd:])
-    strides = (*st[:first], *(a * s for a, s in zip(sp, stride)),
-               *(a * d for a, d in zip(sp, dilation)), *st[first + nd:])
-    return as_strided(xp, shape, strides, writeable=False)
-
-
-def _add_windows(buf, win, stride, dilation, first):
-    """col2im: buf[..., o * stride + k * dilation, ...] += win[..., o, k, ...], in place.
-
-    The adjoint of `_windows`; one vectorised add per kernel offset (k^d of them).
-    """
-    nd = len(stride)
-    out, kernel = win.shape[first:first + nd], win.shape[first + nd:first + 2 * nd]
-    lead = (slice(None),) * first
-    for k in np.ndindex(*kernel):
-        dst = tuple(slice(ki * d, ki * d + s * (o - 1) + 1, s)
-                    for ki, d, s, o in zip(k, dilation, stride, out))
-        buf[(*lead, *dst)] += win[(*lead, *(slice(None),) * nd, *k)]
+def _forward(layer, x, path, ctx):
+    if isinstance(layer, S.Sequential):
+        record = []
+        for child in layer.layers:
+            x, rec = _forward(child, x, S.join(path, child.name), ctx)
+            record.append(rec)
+        return x, record
+    if isinstance(layer, S.Parallel):
+        outs, records = [], []
+        for branch in layer.branches:
+            out, rec = _forward(branch, x, S.join(path, branch.name), ctx)
+            outs.append(out)
+            records.append(rec)
+        if layer.merge == "add":
+            return sum(outs[1:], outs[0]), (layer.merge, records, None)
+        sizes = [o.shape[1] for o in outs]
+        return np.concatenate(outs, axis=1), (layer.merge, records, sizes)  # (N, sum C_i, *S)
+    out, record = _leaf(layer, x, path, ctx)
+    if ctx["outputs"] is not None:
+        ctx["outputs"][path] = out
+    return out, record
 
 
-def _pad_last(x, pad, hi=None):
-    """(N, C, *S) -> zero-padded channels-last (N, *(S + pad + hi), C), one copy."""
-    hi = pad if hi is None else hi
-    n, c, *spatial = x.shape
-    buf = np.zeros((n, *(d + a + b for d, a, b in zip(spatial, pad, hi)), c), x.dtype)
-    inner = tuple(slice(a, a + d) for a, d in zip(pad, spatial))
-    buf[(slice(None), *inner)] = np.moveaxis(x, 1, -1)  # (N, *S, C)
-    return buf
-
-
-def _first(y):
-    """Channels-last (N, *S, C) -> contiguous channels-first (N, C, *S)."""
-    return np.ascontiguousarray(np.moveaxis(y, -1, 1))
-
-
-def _w_last(w):
-    """A conv weight (A, B, *K) -> (A, K*B), B moved last to match channels-last windows."""
-    return np.ascontiguousarray(np.moveaxis(w, 1, -1)).reshape(w.shape[0], -1)  # (A, *K, B)
-
-
-# ----------------------------------------------------------------------------- convolution
-
-
-def _conv(x, w, stride, padding, dilation, hi=None, out=None):
-    """Cross-correlation core. x (N, C, *S), w (F, C, *K) -> (out (N*O, F), cols, O).
-
-    Pads `padding` before and `hi` (default: `padding`) after each axis; `out` (default: all
-    that fit) is how many windows to take per axis. cols (N*O, K*C) is the im2col matrix,
-    kept for the weight gradient.
-    """
-    kernel, hi = w.shape[2:], padding if hi is None else hi
-    if out is None:
-        out = tuple(conv_out(d + a + b, k, s, 0, dl) for d, k, s, a, b, dl
-                    in zip(x.shape[2:], kernel, stride, padding, hi, dilation))
-    xp = _pad_last(x, padding, hi)  # (N, *Sp, C)
-    win = _windows(xp, out, kernel, stride, dilation, first=1)  # (N, *O, *K, C)
-    cols = np.ascontiguousarray(win).reshape(x.shape[0] * math.prod(out), -1)  # (N*O, K*C)
-    return cols @ _w_last(w).T, cols, out  # (N*O, F)
-
-
-def _conv_t(x, w, stride, padding, output_padding, dilation):
-    """Transposed-convolution core. x (N, C, *S), w (C, F, *K) -> out (N, F, *O).
-
-    Each input value scatters x * w over its window of the output: one matmul, then col2im
-    into the full output (N, *(O + 2p), F), cropped by the padding. With stride 1 it is
-    instead the convolution of x with the flipped kernel, in and out swapped, padded by
-    dil (K - 1) - p (Dumoulin & Visin, section 4.1): a copy (im2col) is cheaper than the
-    k^d read-modify-write passes of col2im.
-    """
-    n, c, *spatial = x.shape
-    f, kernel = w.shape[1], w.shape[2:]
-    lo = tuple(dl * (k - 1) - p for k, p, dl in zip(kernel, padding, dilation))
-    if all(s == 1 for s in stride) and min(lo) >= 0:
-        flipped = np.flip(w, axis=tuple(range(2, w.ndim))).swapaxes(0, 1)  # (F, C, *K)
-        hi = tuple(a + op for a, op in zip(lo, output_padding))
-        out2, _, out = _conv(x, flipped, stride, lo, dilation, hi)  # (N*O, F)
-        return _first(out2.reshape(n, *out, f))  # (N, F, *O)
-    full = [conv_transpose_out(d, k, s, 0, op, dl) for d, k, s, op, dl
-            in zip(spatial, kernel, stride, output_padding, dilation)]
-    x_last = np.moveaxis(x, 1, -1).reshape(-1, c)  # (N*S, C)
-    cols = (x_last @ _w_last(w)).reshape(n, *spatial, *kernel, f)  # (N, *S, *K, F)
-    buf = np.zeros((n, *full, f), x.dtype)  # (N, *Full, F)
-    _add_windows(buf, cols, stride, dilation, first=1)
-    crop = tuple(slice(p, d - p) for p, d in zip(padding, full))
-    return _first(buf[(slice(None), *crop)])  # (N, F, *O)
-
-
-def conv_forward(x, w, b, stride=1, padding=0, dilation=1):
-    """N-d cross-correlation as torch.nn.functional.conv{1,2,3}d.
-
-    x (N, C, *S), w (F, C, *K), b (F,) or None -> out (N, F, *O),
-    O = floor((S + 2p - dil (K - 1) - 1) / stride) + 1.
-    """
-    nd = x.ndim - 2
-    geom = tuple(_tup(v, nd) for v in (stride, padding, dilation))
-    out2, cols, out = _conv(x, w, *geom)  # (N*O, F)
-    if b is not None:
-        out2 += b
-    y = _first(out2.reshape(x.shape[0], *out, w.shape[0]))  # (N, F, *O)
-    return y, (x.shape, w, b is not None, cols, geom)
-
-
-def conv_backward(dout, cache):
-    """dout (N, F, *O) -> (dx (N, C, *S), (dw (F, C, *K), db (F,) or None))."""
-    xshape, w, has_bias, cols, (stride, padding, dilation) = cache
-    f, kernel = w.shape[0], w.shape[2:]
-    dout_last = np.moveaxis(dout, 1, -1).reshape(-1, f)  # (N*O, F)
-    dw = np.moveaxis((dout_last.T @ cols).reshape(f, *kernel, -1), -1, 1)  # (F, C, *K)
-    # the input gradient is the transposed conv of dout; output_padding restores the rows
-    # that the forward's floor dropped
-    lost = tuple(d - conv_transpose_out(o, k, s, p, 0, dl) for d, o, k, s, p, dl
-                 in zip(xshape[2:], dout.shape[2:], kernel, stride, padding, dilation))
-    dx = _conv_t(dout, w, stride, padding, lost, dilation)
-    return dx, (np.ascontiguousarray(dw), dout_last.sum(0) if has_bias else None)
-
-
-def conv_transpose_forward(x, w, b, stride=1, padding=0, output_padding=0, dilation=1):
-    """N-d transposed convolution as torch.nn.functional.conv_transpose{1,2,3}d.
-
-    x (N, C, *S), w (C, F, *K) (in before out, torch's layout), b (F,) or None
-    -> out (N, F, *O), O = (S - 1) stride - 2p + dil (K - 1) + output_padding + 1.
-    """
-    nd = x.ndim - 2
-    geom = tuple(_tup(v, nd) for v in (stride, padding, output_padding, dilation))
-    y = _conv_t(x, w, *geom)
-    if b is not None:
-        y += b.reshape(1, -1, *(1,) * nd)  # (1, F, 1, ...)
-    return y, (x, w, b is not None, geom)
-
-
-def conv_transpose_backward(dout, cache):
-    """dout (N, F, *O) -> (dx (N, C, *S), (dw (C, F, *K), db (F,) or None)).
-
-    dx is the convolution of dout with w read as a conv weight (C out, F in); its im2col
-    matrix gives dw as well.
-    """
-    x, w, has_bias, (stride, padding, _, dilation) = cache
-    c, f, kernel = w.shape[0], w.shape[1], w.shape[2:]
-    # output_padding's last rows reach no input: take only the S windows that do
-    dx2, cols, _ = _conv(dout, w, stride, padding, dilation, out=x.shape[2:])  # (N*S, C)
-    dx = _first(dx2.reshape(x.shape[0], *x.shape[2:], c))  # (N, C, *S)
-    x_last = np.moveaxis(x, 1, -1).reshape(-1, c)  # (N*S, C)
-    dw = np.moveaxis((x_last.T @ cols).reshape(c, *kernel, f), -1, 1)  # (C, F, *K)
-    db = dout.sum(axis=(0, *range(2, dout.ndim))) if has_bias else None
-    return dx, (np.ascontiguousarray(dw), db)
-
-
-# ----------------------------------------------------------------------------- pooling
-
-
-def pool_forward(x, mode, kernel, stride=None, padding=0):
-    """N-d max or average pooling. x (N, C, *S) -> out (N, C, *O).
-
-    Max pads with -inf; avg pads with zeros that count in the mean (count_include_pad=True).
-    A tie in a max window sends the whole gradient to its first maximum in row-major window
-    order, as torch's max_pool indices and JAX's select_and_scatter do.
-    """
-    nd = x.ndim - 2
-    kernel = _tup(kernel, nd)
-    stride = kernel if stride is None else _tup(stride, nd)
-    padding = _tup(padding, nd)
-    n, c, *spatial = x.shape
-    out = tuple(conv_out(d, k, s, p) for d, k, s, p in zip(spatial, kernel, stride, padding))
-    xp = np.full((n, c, *(d + 2 * p for d, p in zip(spatial, padding))),
-                 -np.inf if mode == "max" else 0, x.dtype)  # (N, C, *Sp)
-    xp[(slice(None), slice(None), *(slice(p, p + d) for p, d in zip(padding, spatial)))] = x
-    win = _windows(xp, out, kernel, stride, (1,) * nd, first=2)  # (N, C, *O, *K)
-    cache = {"mode": mode, "shape": xp.shape, "kernel": kernel, "stride": stride,
-             "padding": padding}
-    if mode == "max":
-        flat = win.reshape(n, c, *out, -1)  # (N, C, *O, Kvol), a copy
-        idx = flat.argmax(axis=-1)[..., None]  # (N, C, *O, 1), the first of tied maxima
-        cache["idx"] = idx
-        return np.take_along_axis(flat, idx, axis=-1)[..., 0], cache
-    if mode == "avg":
-        return win.mean(axis=tuple(range(-nd, 0))), cache
-    raise ValueError(f"pool mode must be 'max' or 'avg', got {mode!r}")
-
-
-def pool_backward(dout, cache):
-    """dout (N, C, *O) -> (dx (N, C, *S), ())."""
-    kernel, stride, padding = cache["kernel"], cache["stride"], cache["padding"]
-    nd, kvol = len(kernel), math.prod(kernel)
-    if cache["mode"] == "max":  # the gradient goes to the first arg max of each window
-        dwin = np.zeros((*dout.shape, kvol), dout.dtype)  # (N, C, *O, Kvol)
-        np.put_along_axis(dwin, cache["idx"], dout[..., None], axis=-1)
-        dwin = dwin.reshape(*dout.shape, *kernel)  # (N, C, *O, *K)
-    else:  # every window member gets an equal share
-        dwin = np.broadcast_to((dout / kvol).reshape(*dout.shape, *(1,) * nd),
-                               (*dout.shape, *kernel))  # (N, C, *O, *K)
-    dxp = np.zeros(cache["shape"], dout.dtype)  # (N, C, *Sp)
-    _add_windows(dxp, dwin, stride, (1,) * nd, first=2)
-    inner = tuple(slice(p, d - p) for p, d in zip(padding, cache["shape"][2:]))
-    return np.ascontiguousarray(dxp[(slice(None), slice(None), *inner)]), ()
-
-
-# ----------------------------------------------------------------------------- losses
-
-
-def mse_forward(out, y):
-    """Mean over all elements of (out - y)^2. out, y (N, ...) -> scalar."""
-    diff = out - y.astype(out.dtype, copy=False)
-    return np.mean(diff * diff), diff
-
-
-def mse_backward(cache):
-    return cache * (2.0 / cache.size)
-
-
-def l1_forward(out, y):
-    """Mean over all elements of |out - y|. out, y (N, ...) -> scalar."""
-    diff = out - y.astype(out.dtype, copy=False)
-    return np.mean(np.abs(diff)), diff
-
-
-def l1_backward(cache):
-    return np.sign(cache) * (1.0 / cache.size)  # sign(0) = 0, as torch's subgradient
-
-
-def cross_entropy_forward(logits, labels):
-    """Softmax cross-entropy, mean over the batch. logits (N, K), labels (N,) int -> scalar."""
-    shifted = logits - logits.max(axis=1, keepdims=True)  # exp cannot overflow
-    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (N, K)
-    labels = np.asarray(labels, dtype=np.int64)
-    loss = -np.take_along_axis(logp, labels[:, None], axis=1).mean()
-    return loss.astype(logits.dtype), (logp, labels)
-
-
-def cross_entropy_backward(cache):
-    logp, labels = cache
-    dlogits = np.exp(logp)  # softmax (N, K)
-    dlogits[np.arange(len(labels)), labels] -= 1
-    return dlogits * (1.0 / len(labels))
-
-
-LOSSES = {"mse": (mse_forward, mse_backward), "l1": (l1_forward, l1_backward),
-          "cross_entropy": (cross_entropy_forward, cross_entropy_backward)}
+def _backward(layer, dout, record, grads):
+    """Accumulates parameter gradients into `grads`; returns the input gradient."""
+    if isinstance(layer, S.Sequential):
+        for child, rec in zip(reversed(layer.layers), reversed(record)):
+            dout = _backward(child, dout, rec, grads)
+        return dout
+    if isinstance(layer, S.Parallel):
+        merge, records, sizes = record
+        if merge == "add":
+            parts = [dout] * len(records)
+        else:
+            parts = np.split(dout, np.cumsum(sizes)[:-1], axis=1)  # (N, C_i, *S) each
+        dxs = [_backward(b, g, r, grads) for b, g, r in zip(layer.branches, parts, records)]
+        return sum(dxs[1:], dxs[0])
+    if record is None:  # an identity leaf
+        return dout
+    back, names, cache = record
+    dx, leaf_grads = back(dout, cache)
+    for name, g in zip(names, leaf_grads):
+        if g is not None:
+            grads[name] = g
+    return dx

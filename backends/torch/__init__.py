@@ -17,7 +17,7 @@ from .trainer import TorchTrainer
 NAME = "torch"
 CAPABILITIES = Capabilities(float64=True, gpu=True, compile=True, native_rng=True)
 
-__all__ = ["NAME", "CAPABILITIES", "TorchTrainer", "build", "device_name", "devices"]
+__all__ = ["NAME", "CAPABILITIES", "build", "device_name", "devices"]
 
 
 def devices() -> list[str]:

@@ -1,25 +1,32 @@
 """The model spec as a torch.nn.Module tree, named so that `state_dict()` keys ARE canonical paths.
 
-Every spec node becomes one module, registered under its spec `name` in its parent:
-`Sequential` -> `Sequential` (children in order), `Parallel` -> `Parallel` (branches by name),
-and each leaf -> the torch.nn layer that computes it. So the module path of a leaf is the spec
-path of the leaf, and its parameters are `<path>.weight` / `<path>.bias`, with no renaming
-anywhere (STYLE 10). The one key torch adds that is not canonical is BatchNorm's
-`num_batches_tracked`; callers select canonical keys with `backends.spec.param_shapes`.
+    build(spec, params, buffers, *, dtype, device, generator=None) -> module
+    apply(spec, module, buffers, x, train, masks=None, outputs=None) -> (out, buffers)
+    loss(name, out, y) -> mean loss
 
-The containers' `forward(x, masks)` threads the dropout masks, a dict {dropout path: keep-mask
-(N, *input_shape)}, down to the `Dropout` leaves; every other leaf is called as `m(x)`.
+Every spec node becomes one module, registered under its spec `name` in its parent:
+`Sequential` -> layers.Sequential (children in order), `Parallel` -> layers.Parallel (branches
+by name), and each leaf -> the torch.nn layer that computes it (or one of layers.py). So the
+module path of a leaf is the spec path of the leaf, and its parameters are `<path>.weight` /
+`<path>.bias`, with no renaming anywhere (STYLE 10). The one key torch adds that is not
+canonical is BatchNorm's `num_batches_tracked`, which `build` tolerates and nothing exports.
+
+Its forward is `module(x, masks)`: x (N, *spec.input_shape) -> (N, *spec.output_shape), with
+masks {dropout path: keep-mask (N, *input shape)} or None.
 
 References: torch.nn docs for ConvNd, ConvTransposeNd, MaxPoolNd, AvgPoolNd, BatchNormNd;
-Goodfellow et al. 2013 (Maxout).
+torch.func.functional_call (a forward on buffers other than the module's own).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import spec as S
+from ..base import check_arrays, check_loss
+from . import layers
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -28,107 +35,74 @@ _AVGPOOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 _BN = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
-class Sequential(nn.Module):
-    """Children in registration order; dropout masks passed through to every container/leaf."""
+def build(spec: S.ModelSpec, params: dict, buffers: dict, *, dtype: torch.dtype,
+          device: torch.device, generator: torch.Generator | None = None) -> nn.Module:
+    """The module tree of `spec.body` in `dtype` on `device`, holding the canonical arrays.
 
-    def __init__(self, children: list[tuple[str, nn.Module]]):
-        super().__init__()
-        for name, child in children:
-            self.add_module(name, child)
-
-    def forward(self, x: torch.Tensor, masks: dict | None = None) -> torch.Tensor:
-        for child in self.children():
-            if isinstance(child, _TAKES_MASKS):
-                x = child(x, masks)
-            else:
-                x = child(x)
-        return x
-
-
-class Parallel(nn.Module):
-    """Branches on the same input, merged by "add" or by concatenation on the channel axis 1.
-
-    An empty branch is an empty `Sequential`, whose forward returns its input: the identity.
+    The root's own name is not a prefix (as in spec paths). `generator` (rng="native") draws
+    the dropout masks a training pass is not given. StateError unless the keys and shapes
+    are the spec's; a `num_batches_tracked` that came along with a torch state_dict is
+    tolerated (and ignored: with a float momentum torch never reads it).
     """
-
-    def __init__(self, branches: list[tuple[str, Sequential]], merge: str):
-        super().__init__()
-        if merge not in ("add", "concat"):
-            raise ValueError(f"merge must be 'add' or 'concat', got {merge!r}")
-        self.merge = merge
-        for name, branch in branches:
-            self.add_module(name, branch)
-
-    def forward(self, x: torch.Tensor, masks: dict | None = None) -> torch.Tensor:
-        outs = [branch(x, masks) for branch in self.children()]
-        if self.merge == "add":
-            out = outs[0]
-            for o in outs[1:]:
-                out = out + o
-            return out
-        return torch.cat(outs, dim=1)  # (N, sum C_i, *spatial)
+    module = _node(spec.body, "", generator).to(device, dtype)
+    pshapes, bshapes = S.param_shapes(spec)
+    state = module.state_dict(keep_vars=True)
+    torch_only = [k for k in state if k not in pshapes and k not in bshapes]
+    check_arrays("params", params, pshapes, ignore=torch_only)
+    check_arrays("buffers", buffers, bshapes, ignore=torch_only)
+    with torch.no_grad():
+        for given, names in ((params, pshapes), (buffers, bshapes)):
+            for k in names:
+                state[k].copy_(torch.as_tensor(given[k]))
+    if [k for k, _ in module.named_parameters()] != list(pshapes):
+        # add_module replaces a same-named sibling, so a duplicate name in the spec shows here
+        raise ValueError(f"spec {spec.arch!r}: module parameters are not the spec's, in its "
+                         f"order (duplicate sibling names?)")
+    return module
 
 
-class Dropout(nn.Module):
-    """Inverted dropout with the keep-mask handed in: train y = x * mask / (1 - p); eval y = x.
+def apply(spec: S.ModelSpec, module: nn.Module, buffers: dict, x: torch.Tensor, train: bool,
+          masks: dict | None = None, outputs: dict | None = None):
+    """x (N, *spec.input_shape) -> (out (N, *spec.output_shape), buffers), on `buffers`.
 
-    `masks[path]` (N, *input_shape) comes from the trial's canonical NumPy stream (SPEC 4.2).
-    Without a mask, a `generator` (rng="native") draws one as torch.rand(...) >= p, the same
-    convention as `backends.spec.dropout_masks`; with neither, it is an error, never a silent
-    skip of dropout.
+    torch.func.functional_call swaps `buffers` in for the module's own for this call only: a
+    training pass updates them in place (pass copies to keep the module's), and they come
+    back as the new buffers. A dict `outputs` receives every leaf's output (detached),
+    keyed by its path, from forward hooks (module paths are spec paths).
     """
+    module.train(train)
+    hooks = []
+    if outputs is not None:
 
-    def __init__(self, path: str, p: float, generator: torch.Generator | None = None):
-        super().__init__()
-        self.path, self.p, self.generator = path, float(p), generator
+        def keep(path):
+            def hook(_module, _args, out):
+                outputs[path] = out.detach()
+            return hook
 
-    def forward(self, x: torch.Tensor, masks: dict | None = None) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if masks is not None and self.path in masks:
-            mask = masks[self.path]
-            if mask.shape != x.shape:  # never let a wrong mask broadcast
-                raise ValueError(f"dropout layer {self.path!r}: mask shape {tuple(mask.shape)}, "
-                                 f"expected {tuple(x.shape)}")
-        elif self.generator is not None:
-            mask = (torch.rand(x.shape, generator=self.generator, device=x.device,
-                               dtype=x.dtype) >= self.p).to(x.dtype)
-        else:
-            raise ValueError(f"dropout layer {self.path!r}: training needs its mask (rng is "
-                             f"'canonical'; pass masks from backends.spec.dropout_masks)")
-        return x * mask / (1 - self.p)
+        hooks = [module.get_submodule(path).register_forward_hook(keep(path))
+                 for path, _ in spec.layers()]
+    try:
+        out = torch.func.functional_call(module, buffers, (x, masks))
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, buffers
 
 
-class Maxout(nn.Module):
-    """(N, C * k, *spatial) -> (N, C, *spatial): out[:, c] = max_j in[:, c * k + j]."""
+def loss(name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean over every element (and the batch), as SPEC 2's L2, cross-entropy and L1.
 
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = int(k)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, ck, *spatial = x.shape
-        x = x.reshape(n, ck // self.k, self.k, *spatial)  # (N, C, k, *spatial)
-        return x.amax(dim=2)  # (N, C, *spatial); tied maxima share the gradient evenly
-
-
-class SteepLeakyReLU(nn.Module):
-    """max(slope x, x) for slope > 1, where it is no longer torch's leaky_relu (slope x, x<0).
-
-    Written with `where`, not `torch.maximum`, whose gradient at the tie x = 0 would be
-    (1 + slope) / 2: here it is the slope, as for nn.LeakyReLU (backends/spec.py, "Kinks and
-    ties").
+    out (N, ...); y (N,) int64 class labels for cross_entropy, else shaped like out.
     """
+    check_loss(name)
+    if name == "mse":
+        return F.mse_loss(out, y)
+    if name == "cross_entropy":
+        return F.cross_entropy(out, y)  # out (N, K) logits, y (N,) int64
+    return F.l1_loss(out, y)
 
-    def __init__(self, slope: float):
-        super().__init__()
-        self.slope = float(slope)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x >= 0, self.slope * x, x)
-
-
-_TAKES_MASKS = (Sequential, Parallel, Dropout)
+# ----------------------------------------------------------------------------- the tree
 
 
 def _activation(layer: S.Activation) -> nn.Module:
@@ -143,9 +117,9 @@ def _activation(layer: S.Activation) -> nn.Module:
         # and its gradient at 0 is the slope.
         if layer.slope <= 1:
             return nn.LeakyReLU(layer.slope)
-        return SteepLeakyReLU(layer.slope)
+        return layers.SteepLeakyReLU(layer.slope)
     if layer.fn == "maxout":
-        return Maxout(layer.k)
+        return layers.Maxout(layer.k)
     raise ValueError(f"unknown activation {layer.fn!r}; known: {', '.join(S.ACTIVATIONS)}")
 
 
@@ -173,7 +147,7 @@ def _leaf(layer, path: str, generator: torch.Generator | None) -> nn.Module:
         # ndim 0 normalises (N, C) features: BatchNorm1d takes both (N, C) and (N, C, L).
         return _BN[layer.ndim](layer.num_features, eps=layer.eps, momentum=layer.momentum)
     if isinstance(layer, S.Dropout):
-        return Dropout(path, layer.p, generator)
+        return layers.Dropout(path, layer.p, generator)
     if isinstance(layer, S.Flatten):
         return nn.Flatten(start_dim=1)  # (N, C, ...) -> (N, C * ...)
     if isinstance(layer, S.Activation):
@@ -183,48 +157,9 @@ def _leaf(layer, path: str, generator: torch.Generator | None) -> nn.Module:
 
 def _node(layer, path: str, generator) -> nn.Module:
     if isinstance(layer, S.Sequential):
-        return Sequential([(c.name, _node(c, S.join(path, c.name), generator))
-                           for c in layer.layers])
+        return layers.Sequential([(c.name, _node(c, S.join(path, c.name), generator))
+                                  for c in layer.layers])
     if isinstance(layer, S.Parallel):
-        return Parallel([(b.name, _node(b, S.join(path, b.name), generator))
-                         for b in layer.branches], layer.merge)
+        return layers.Parallel([(b.name, _node(b, S.join(path, b.name), generator))
+                                for b in layer.branches], layer.merge)
     return _leaf(layer, path, generator)
-
-
-def build_module(spec: S.ModelSpec, generator: torch.Generator | None = None) -> Sequential:
-    """The module tree of `spec.body`; the root's own name is not a prefix (as in spec paths).
-
-    Its forward is `module(x, masks)`: x (N, *spec.input_shape) -> (N, *spec.output_shape).
-    Parameters are torch's default init; load canonical ones with `load_canonical`.
-    """
-    return _node(spec.body, "", generator)
-
-
-def canonical_names(spec: S.ModelSpec) -> tuple[list[str], list[str]]:
-    """(parameter paths, buffer paths) in forward order, from the spec alone."""
-    params, buffers = S.param_shapes(spec)
-    return list(params), list(buffers)
-
-
-def load_canonical(module: nn.Module, spec: S.ModelSpec, params: dict, buffers: dict) -> None:
-    """Copy canonical arrays into the module, in its dtype and on its device.
-
-    The keys must be exactly the spec's; a `num_batches_tracked` that came along with a torch
-    state_dict is tolerated (and ignored: with a float momentum torch never reads it).
-    """
-    pnames, bnames = canonical_names(spec)
-    state = module.state_dict(keep_vars=True)
-    for kind, names, given in (("parameter", pnames, params), ("buffer", bnames, buffers)):
-        missing = [k for k in names if k not in given]
-        extra = [k for k in given if k not in names and k not in state]
-        if missing or extra:
-            raise ValueError(f"canonical {kind}s do not match the spec {spec.arch!r}: "
-                           f"missing {missing}, unexpected {extra}")
-        for k in names:
-            target = state[k]
-            value = torch.as_tensor(given[k])
-            if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"{kind} {k}: shape {tuple(value.shape)}, the spec says "
-                                 f"{tuple(target.shape)}")
-            with torch.no_grad():
-                target.copy_(value)

@@ -24,7 +24,7 @@ Warning, where torch's defaults differ from the canonical ones (all are passed e
 here, so none leaks through): torch's Adagrad has eps 1e-10 (canonical 1e-8); torch's
 RMSprop decays with alpha 0.99 (canonical rho 0.9); torch's SGD has momentum 0 (canonical
 mu 0.9). Both put eps outside the square root, as the canonical rules do. torch's SGD keeps
-no step count, so the step t of the canonical state is counted by the trainer.
+no step count, so the native state is the torch optimizer and the canonical step t beside it.
 
 References: torch.optim docs (the algorithm boxes of SGD, Adagrad, RMSprop, Adam);
 backends/optim.py for the canonical table.
@@ -32,82 +32,108 @@ backends/optim.py for the canonical table.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
+from ..base import check_opt_state
 from ..optim import SLOTS, OptimizerSpec
 
 # canonical slot -> torch's per-parameter state key
-TORCH_SLOTS = {"gd": {}, "sgd": {}, "momentum": {"v": "momentum_buffer"},
-               "adagrad": {"G": "sum"}, "rmsprop": {"E": "square_avg"},
-               "adam": {"m": "exp_avg", "v": "exp_avg_sq"}}
-HAS_STEP = ("adagrad", "rmsprop", "adam")  # those whose torch state keeps a `step` tensor
+_TORCH_SLOTS = {"gd": {}, "sgd": {}, "momentum": {"v": "momentum_buffer"},
+                "adagrad": {"G": "sum"}, "rmsprop": {"E": "square_avg"},
+                "adam": {"m": "exp_avg", "v": "exp_avg_sq"}}
+_HAS_STEP = ("adagrad", "rmsprop", "adam")  # those whose torch state keeps a `step` tensor
 
 
-def build_optimizer(spec: OptimizerSpec, params: list[torch.nn.Parameter], *,
-                    foreach: bool = False) -> torch.optim.Optimizer:
-    """The torch optimizer for `spec` over `params` (in canonical order)."""
-    common = dict(lr=spec.lr, weight_decay=spec.weight_decay, foreach=foreach, maximize=False)
+class _State(NamedTuple):
+    optimizer: torch.optim.Optimizer  # holds the slots; its step() updates them in place
+    step: int  # the canonical t of the last update: torch's SGD counts no steps
+
+
+def build(spec: OptimizerSpec, params: dict[str, torch.nn.Parameter]) -> _State:
+    """The torch optimizer for `spec` over `params` ({path: parameter}), before its first step.
+
+    On a GPU it takes the foreach (multi-tensor) kernels, which compute the same as the
+    single-tensor ones (module docstring).
+    """
+    tensors = list(params.values())
+    common = dict(lr=spec.lr, weight_decay=spec.weight_decay, maximize=False,
+                  foreach=any(p.is_cuda for p in tensors))
     if spec.name in ("gd", "sgd"):
-        return torch.optim.SGD(params, momentum=0.0, fused=False, **common)
+        return _State(torch.optim.SGD(tensors, momentum=0.0, fused=False, **common), 0)
     if spec.name == "momentum":
         if spec.momentum == 0:
             # torch's SGD keeps no buffer with momentum 0, so v could not be exported.
             raise ValueError("momentum with mu = 0 is sgd; use optimizer name 'sgd'")
-        return torch.optim.SGD(params, momentum=spec.momentum, dampening=0.0,
-                               nesterov=spec.nesterov, fused=False, **common)
+        return _State(torch.optim.SGD(tensors, momentum=spec.momentum, dampening=0.0,
+                                      nesterov=spec.nesterov, fused=False, **common), 0)
     if spec.name == "adagrad":
-        return torch.optim.Adagrad(params, lr_decay=0.0, initial_accumulator_value=0.0,
-                                   eps=spec.eps, fused=False, **common)
+        return _State(torch.optim.Adagrad(tensors, lr_decay=0.0, initial_accumulator_value=0.0,
+                                          eps=spec.eps, fused=False, **common), 0)
     if spec.name == "rmsprop":
-        return torch.optim.RMSprop(params, alpha=spec.rho, eps=spec.eps, momentum=0.0,
-                                   centered=False, **common)
+        return _State(torch.optim.RMSprop(tensors, alpha=spec.rho, eps=spec.eps, momentum=0.0,
+                                          centered=False, **common), 0)
     if spec.name == "adam":
-        return torch.optim.Adam(params, betas=(spec.beta1, spec.beta2), eps=spec.eps,
-                                amsgrad=False, decoupled_weight_decay=False, fused=False,
-                                **common)
+        return _State(torch.optim.Adam(tensors, betas=(spec.beta1, spec.beta2), eps=spec.eps,
+                                       amsgrad=False, decoupled_weight_decay=False,
+                                       fused=False, **common), 0)
     raise ValueError(f"unknown optimizer {spec.name!r}; known: {', '.join(SLOTS)}")
 
 
-def export_state(opt: torch.optim.Optimizer, spec: OptimizerSpec, names: list[str],
-                 params: list[torch.nn.Parameter], step: int) -> dict:
-    """Canonical {"step": t, "slots": {slot: {path: array}}}; a slot torch has not yet made
-    (SGD and Adam create state lazily, at their first step) is zero, as canonical init is."""
-    slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in SLOTS[spec.name]}
-    for name, p in zip(names, params):
-        state = opt.state.get(p, {})
-        for slot, key in TORCH_SLOTS[spec.name].items():
-            value = state.get(key)
-            if value is None:
-                slots[slot][name] = np.zeros(tuple(p.shape), np_dtype(p))
-            else:
-                slots[slot][name] = value.detach().cpu().numpy().copy()
-    return {"step": int(step), "slots": slots}
+def load_state(spec: OptimizerSpec, params: dict[str, torch.nn.Parameter],
+               state: dict) -> _State:
+    """Canonical `state` installed through the optimizer's own `load_state_dict`.
 
-
-def load_state(opt: torch.optim.Optimizer, spec: OptimizerSpec, names: list[str],
-               params: list[torch.nn.Parameter], state: dict) -> int:
-    """Install canonical state into `opt` through its own `load_state_dict`; returns the step.
-
-    `load_state_dict` casts each slot to its parameter's dtype and device; `step` stays a
-    scalar float32 tensor as torch makes it (exact for t < 2^24).
+    StateError unless it fits the params. `load_state_dict` casts each slot to its
+    parameter's dtype and device; `step` stays a scalar float32 tensor as torch makes it
+    (exact for t < 2^24).
     """
-    t = int(state["step"])
-    missing = [s for s in SLOTS[spec.name] if s not in state["slots"]]
-    if missing:
-        raise KeyError(f"optimizer state for {spec.name!r} lacks slots {missing}")
+    check_opt_state(spec, state, {k: tuple(p.shape) for k, p in params.items()})
+    optimizer, t = build(spec, params).optimizer, int(state["step"])
     per_param = {}
-    for i, name in enumerate(names):
+    for i, name in enumerate(params):
         entry = {key: torch.as_tensor(np.asarray(state["slots"][slot][name]))
-                 for slot, key in TORCH_SLOTS[spec.name].items()}
-        if spec.name in HAS_STEP:
+                 for slot, key in _TORCH_SLOTS[spec.name].items()}
+        if spec.name in _HAS_STEP:
             entry["step"] = torch.tensor(float(t), dtype=torch.float32)
         if entry:
             per_param[i] = entry
-    current = opt.state_dict()
-    opt.load_state_dict({"state": per_param, "param_groups": current["param_groups"]})
-    return t
+    current = optimizer.state_dict()
+    optimizer.load_state_dict({"state": per_param, "param_groups": current["param_groups"]})
+    return _State(optimizer, t)
 
 
-def np_dtype(p: torch.Tensor) -> np.dtype:
+def export_state(spec: OptimizerSpec, params: dict[str, torch.nn.Parameter],
+                 state: _State) -> dict:
+    """Canonical {"step": t, "slots": {slot: {path: array}}}; a slot torch has not yet made
+    (SGD and Adam create state lazily, at their first step) is zero, as canonical init is."""
+    slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in SLOTS[spec.name]}
+    for name, p in params.items():
+        native = state.optimizer.state.get(p, {})
+        for slot, key in _TORCH_SLOTS[spec.name].items():
+            value = native.get(key)
+            if value is None:
+                slots[slot][name] = np.zeros(tuple(p.shape), _np_dtype(p))
+            else:
+                slots[slot][name] = value.detach().cpu().numpy().copy()
+    return {"step": int(state.step), "slots": slots}
+
+
+def step(spec: OptimizerSpec, params: dict[str, torch.nn.Parameter], grads: dict,
+         state: _State) -> tuple[dict, _State]:
+    """One canonical update, in place: (params, state) with the new values.
+
+    grads {path: tensor on its parameter's device and dtype, or None for one the loss does
+    not reach, which torch's step leaves as it is}.
+    """
+    del spec  # the optimizer was built for it
+    for k, p in params.items():
+        p.grad = grads[k]
+    state.optimizer.step()
+    return params, _State(state.optimizer, state.step + 1)
+
+
+def _np_dtype(p: torch.Tensor) -> np.dtype:
     return np.dtype(str(p.dtype).removeprefix("torch."))

@@ -71,14 +71,14 @@ def bare_trial(trial, evaluate: bool = True) -> tuple[float, float]:
     """(setup s, loop s): the trial's steps in a plain loop on its backend, as run_trial would
     take them: the same seed streams, batches and weights; no sink, no metrics."""
     from backends import load
-    from harness.sweep.train import optimizer_spec, start
+    from harness.sweep.train import start
 
     t0 = time.perf_counter()
     exp, tr = trial.experiment, trial.experiment.train
     s = start(trial)
     data, order_rng = s.data, s.order_rng
     trainer = load(trial.backend).build(s.spec, s.params, s.buffers,
-                                        optimizer_spec(exp.optimizer), device=trial.device,
+                                        exp.optimizer, device=trial.device,
                                         dtype=tr.dtype, rng=tr.rng, seed=trial.seed)
     x, y, n, b = data.x_train, data.y_train, len(data.x_train), exp.train.batch_size
     t1 = time.perf_counter()

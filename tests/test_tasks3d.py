@@ -380,7 +380,7 @@ def test_augment_pair_pads_y_with_its_own_fill():
 
 
 def test_pictures_are_written(tmp_path, sdf_split):
-    from harness import plots3d
+    from harness.draw import volumes as plots3d
 
     _, _, _, split = sdf_split
     x, y = split["x"][:3], split["y"][:3]
@@ -396,7 +396,7 @@ def test_pictures_are_written(tmp_path, sdf_split):
 def test_pictures_set_several_models_side_by_side(tmp_path, sdf_split):
     import matplotlib.image
 
-    from harness import plots3d
+    from harness.draw import volumes as plots3d
 
     _, _, _, split = sdf_split
     x, y = split["x"][:2], split["y"][:2]

@@ -69,7 +69,10 @@ def load(path, overrides: list[str] = ()) -> tuple[schema.Experiment, list[Trial
                     trials.append(Trial(index, point_exp, config, point, backend, device, seed,
                                         trial_hash(config, backend, device, seed)))
                     index += 1
-    errors = claim_values(str(path), sources, exp, trials)
+    # a --set that narrows the sweep (a smoke test) may leave claims about arms it dropped:
+    # report then says they had no trial; the file's own grid must serve its claims
+    narrowed = any(k == "sweep" or k.startswith("sweep.") for k in sources)
+    errors = [] if narrowed else claim_values(str(path), sources, exp, trials)
     if errors:
         raise ConfigErrors(errors)
     return exp, trials

@@ -92,12 +92,7 @@ def results(file, overrides=(), results: str | Path = "results",
     exp, trials = load(file, overrides)
     tracker = Tracker(tracking_uri or default_uri(Path(results)), exp.name)
     runs = latest_runs(tracker, trials)
-    table = TrialsTable(Path(results) / exp.name / "trials.csv", trials)  # not written
-    for t in trials:
-        if t.hash in runs:
-            table.from_run(t, runs[t.hash])
-        else:
-            table.add(t, "missing", {}, "", "no run in the store")
+    table = TrialsTable.from_store(Path(results) / exp.name / "trials.csv", trials, runs)
     return Results(exp, trials, runs, tracker, [table.rows[t.hash] for t in trials])
 
 

@@ -140,12 +140,7 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
         found = latest_runs(tracker, candidates)
         trials = [t for t in candidates if t.seed < first or t.hash in found]
     runs = latest_runs(tracker, trials)
-    table = TrialsTable(out / "trials.csv", trials)
-    for t in trials:
-        if t.hash in runs:
-            table.from_run(t, runs[t.hash])
-        else:
-            table.add(t, "missing", {}, "", "no run in the store")
+    table = TrialsTable.from_store(out / "trials.csv", trials, runs)
     table.write()
     rows = [table.rows[t.hash] for t in trials]
     summary = summarise(rows)
@@ -188,12 +183,7 @@ def _tuned(tracker, trials: list[Trial], out: Path) -> tuple[list[Trial], str]:
     markdown table of what was chosen."""
     tuning, where = tuning_trials(trials)
     runs = latest_runs(tracker, tuning)
-    table = TrialsTable(out / "tuning.csv", tuning)
-    for t in tuning:
-        if t.hash in runs:
-            table.from_run(t, runs[t.hash])
-        else:
-            table.add(t, "missing", {}, "", "no run in the store")
+    table = TrialsTable.from_store(out / "tuning.csv", tuning, runs)
     table.write()
     choices = choose(tuning, where, table.rows)
     tune = trials[0].experiment.tune

@@ -42,6 +42,18 @@ class TrialsTable:
         self.rows[trial.hash] = {**base_row(trial), "status": status, "error": error or "",
                                  "run_id": run_id, **final}
 
+    @classmethod
+    def from_store(cls, path: Path, trials: list[Trial], runs: dict) -> TrialsTable:
+        """Every trial's row from its run (trial hash -> MLflow run); one the store lacks is
+        a "missing" row."""
+        table = cls(path, trials)
+        for t in trials:
+            if t.hash in runs:
+                table.from_run(t, runs[t.hash])
+            else:
+                table.add(t, "missing", {}, "", "no run in the store")
+        return table
+
     def from_run(self, trial: Trial, run) -> None:
         """A trial finished by an earlier invocation: its row from its MLflow run."""
         tags = run.data.tags

@@ -11,8 +11,6 @@ import contextlib
 import os
 import sys
 
-from threadpoolctl import threadpool_info, threadpool_limits
-
 from harness.names import THREADS_TAG
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -26,6 +24,8 @@ def cores() -> int:
 def threads_in_use() -> dict[str, str]:
     """The thread counts a trial ran with, as tags (SPEC 6: determinism needs them pinned)."""
     tags = {f"{THREADS_TAG}{k}": os.environ[k] for k in THREAD_VARS if k in os.environ}
+    from threadpoolctl import threadpool_info  # deferred: only a trial that ran needs it
+
     tags[f"{THREADS_TAG}blas"] = str(max((i["num_threads"] for i in threadpool_info()),
                                          default=0))
     if "torch" in sys.modules:
@@ -47,6 +47,8 @@ def pinned_threads(threads: int | None):
     if torch_before is not None:
         sys.modules["torch"].set_num_threads(threads)
     try:
+        from threadpoolctl import threadpool_limits  # deferred: only pinned trials need it
+
         with threadpool_limits(limits=threads):
             yield
     finally:

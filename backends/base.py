@@ -31,7 +31,9 @@ every backend: the checks below are written once, here, and every backend calls 
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -137,6 +139,13 @@ def cpu_name() -> str:
     except OSError:
         pass
     return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def cache_dir() -> Path:
+    """`$HARNESS_CACHE`, else `~/.cache/harness` (never the repo): generated task data and
+    JAX's compiled programs live here."""
+    env = os.environ.get("HARNESS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "harness"
 
 
 def check_dtype(dtype: str, caps: Capabilities, name: str) -> np.dtype:

@@ -15,8 +15,8 @@ Imports: backends/, harness.names, harness.errors and harness.data (the task and
 augmentation registries, whose names and options a file is checked against).
 """
 
-from harness.config.expand import Trial, resolved, trial_hash
+from harness.config.expand import Trial, filled, resolved, trial_hash
 from harness.config.loader import load
 from harness.errors import ConfigError, ConfigErrors
 
-__all__ = ["ConfigError", "ConfigErrors", "Trial", "load", "resolved", "trial_hash"]
+__all__ = ["ConfigError", "ConfigErrors", "Trial", "filled", "load", "resolved", "trial_hash"]

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass
 
 import backends
+from backends.archs import ARCH_DEFAULTS
 from harness.config import schema
 from harness.config.validate import BAD, Checker, set_path
 from harness.data.augment import check_augmentations, resolve_augmentations
@@ -197,6 +198,22 @@ def trial_hash(config: dict, backend: str, device: str, seed: int) -> str:
     blob = json.dumps({"config": _set_values(config), "backend": backend, "device": device,
                        "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def filled(config: dict) -> dict:
+    """A trial's config as it trains, for config.yaml and MLflow's params: an arch's real
+    depth and width where the file left them to the arch (ARCH_DEFAULTS), and the task's
+    every option with the sizes it stands for (digits' n_train None: 1200). The trial's
+    identity stays `trial_hash(config)` of the config as written, so filling changes no
+    hash and resumes every existing run."""
+    model, task = dict(config["model"]), dict(config["task"])
+    depth, width = ARCH_DEFAULTS[model["arch"]]
+    if model.get("depth") is None and depth is not None:
+        model["depth"] = depth
+    if model.get("width") is None:
+        model["width"] = width
+    name = task.pop("name")
+    return {**config, "model": model, "task": {"name": name, **TASKS[name].filled(task)}}
 
 
 # ----------------------------------------------------------------------------- loading

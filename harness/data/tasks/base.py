@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+import backends.base
 from harness.errors import ConfigError, suggest
 
 KINDS = ("regression", "classification", "dense_regression")
@@ -176,6 +177,14 @@ class TaskInfo:
                 problems.append(ConfigError("", "task", f"task {self.name!r}: {err}"))
         return problems
 
+    def filled(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option with its value as the loader takes it: defaults written in, and a
+        None that means "all of it" replaced by the size it stands for (the options
+        dataclass's `sizes()`, where it has one), for the resolved config and MLflow."""
+        opts = self.options_cls(**options)
+        sizes = opts.sizes() if hasattr(opts, "sizes") else {}
+        return {**dataclasses.asdict(opts), **sizes}
+
     def coerce(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Checked options as the config holds them: an int given for a float option becomes
         a float (YAML's `noise: 0`), so that `0` and `0.0` make one trial hash."""
@@ -245,12 +254,7 @@ def load_task(
 
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """`cache_dir` if given, else `$HARNESS_CACHE`, else `~/.cache/harness` (never the repo)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("HARNESS_CACHE")
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "harness"
+    return Path(cache_dir) if cache_dir is not None else backends.base.cache_dir()
 
 
 def _accepted_types(hint: Any) -> tuple[type, ...]:

@@ -27,6 +27,7 @@ from harness.data.tasks.base import Dataset, cached_npz, register, standardise, 
 SPLIT_SEED = 20240601  # fixed for all trials; changing it changes every digits result
 N_VAL = 297  # of 1797: 1200 train / 297 val / 300 test
 N_TEST = 300
+N_TRAIN = 1797 - N_VAL - N_TEST
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,13 @@ class DigitsOptions:
     n_train: int | None = None  # training subset size (<= 1200); None takes all 1200
 
     def __post_init__(self) -> None:
-        if self.n_train is not None and not 10 <= self.n_train <= 1200:
-            raise ValueError(f"n_train must be in [10, 1200], got {self.n_train}")
+        if self.n_train is not None and not 10 <= self.n_train <= N_TRAIN:
+            raise ValueError(f"n_train must be in [10, {N_TRAIN}], got {self.n_train}")
+
+    def sizes(self) -> dict[str, int]:
+        """The split sizes these options give (n_train None: all of the training split)."""
+        return {"n_train": N_TRAIN if self.n_train is None else self.n_train,
+                "n_val": N_VAL, "n_test": N_TEST}
 
 
 def cache_path(cache_dir: Path) -> Path:

@@ -50,6 +50,9 @@ DATASET_ARGS = {
 }
 
 
+N_SIGNALS, N_TEST = 4000, 1000  # make_dataset's default train / test split
+
+
 @dataclass(frozen=True)
 class Mnist1dOptions:
     n_val: int = 500  # validation signals carved from the 4000 training ones
@@ -58,8 +61,14 @@ class Mnist1dOptions:
     def __post_init__(self) -> None:
         if not 10 <= self.n_val <= 2000:
             raise ValueError(f"n_val must be in [10, 2000], got {self.n_val}")
-        if self.n_train is not None and not 10 <= self.n_train <= 4000 - self.n_val:
-            raise ValueError(f"n_train must be in [10, {4000 - self.n_val}], got {self.n_train}")
+        if self.n_train is not None and not 10 <= self.n_train <= N_SIGNALS - self.n_val:
+            raise ValueError(f"n_train must be in [10, {N_SIGNALS - self.n_val}], "
+                             f"got {self.n_train}")
+
+    def sizes(self) -> dict[str, int]:
+        """The split sizes these options give (n_train None: all 4000 - n_val)."""
+        return {"n_train": N_SIGNALS - self.n_val if self.n_train is None else self.n_train,
+                "n_val": self.n_val, "n_test": N_TEST}
 
 
 def cache_path(cache_dir: Path) -> Path:

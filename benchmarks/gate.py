@@ -1,21 +1,29 @@
-"""The CI performance gate: machine-independent figures against committed baselines (issue 8).
+"""The CI performance gate: HEAD against the base commit, both measured here (issues 8, 13).
 
-asv with `--python=same` cannot compare two commits, so CI runs this quick subset instead and
-compares ratios that do not depend on how fast the runner is: kernels and training steps as
-fractions of the sgemm roofline measured alongside, each backend's step over its bare loop,
-a trial over its bare loop, `python -m harness --help` over a bare `python -c pass`. A figure
-fails when it is more than FACTOR (1.5x) worse than its baseline: the same code on one shared
+asv with `--python=same` cannot compare two commits, so CI runs this quick subset instead:
+44 figures, each a ratio measured within one run (kernels and training steps as fractions
+of the sgemm roofline, each backend's step over its bare loop, a trial over its bare loop,
+`python -m harness --help` over a bare `python -c pass`). By default the base commit (see
+benchmarks/gate_ab.py for which one, and why) is checked out in a temporary git worktree and
+measured on this machine in the same run as HEAD, interleaved A/B/A/B per figure: a ratio
+to sgemm is not machine-independent, so a committed number cannot be the judge. A figure
+fails when HEAD is more than FACTOR (1.5x) worse than base: the same code on one shared
 runner varies by about that much (SPEC 5). A failing figure is measured again, up to
---retries times, and fails only if every measurement does.
+--retries times, and fails only if every measurement does. A figure that base has and HEAD
+has not, or that either side cannot measure, fails too (see REMOVED and Figure.needs).
 
-    python -m benchmarks.gate                      # exit 1, with a table, if anything got slower
-    python -m benchmarks.gate --update --runs 3    # re-measure and write the baseline
+    python -m benchmarks.gate                      # exit 1, with a table, if HEAD got slower
+    python -m benchmarks.gate --base HEAD~3        # or HARNESS_GATE_BASE=HEAD~3
     python -m benchmarks.gate --only kernel/ mfu/  # a subset, by name prefix
+    python -m benchmarks.gate --against-baseline   # against results/baselines/gate.json
+    python -m benchmarks.gate --update --runs 3    # re-measure and write that baseline
     python -m benchmarks.gate --list               # the figures' names
+
+The committed baseline is a record of one machine (its CPU is in the file), not the judge.
 
 For tests, HARNESS_GATE_SLOWDOWN="NAME=K[,NAME=K]" makes the gate run the measured side of
 figure NAME K times per call (K an integer): a real K-fold slowdown of that code, which the
-gate must catch.
+gate must catch. In an A/B run it applies to HEAD's side only.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -48,7 +57,22 @@ class Figure:
     name: str
     better: str  # "higher" or "lower"
     unit: str
-    measure: object  # (slow: fn -> fn, repeats) -> float; NotImplementedError to skip
+    measure: object  # (slow: fn -> fn, repeats) -> float
+    # hardware the figure cannot be measured without ("cuda"); on a machine that lacks it
+    # the figure is skipped, and said so; without it, a NotImplementedError is a failure
+    needs: str | None = None
+
+
+# A figure may not silently vanish: one that base has and HEAD has not fails the A/B gate
+# unless it is named here, with the reason it was removed.
+REMOVED: dict[str, str] = {}
+
+
+def machine_has(need: str) -> bool:
+    """Whether this machine has the hardware a Figure.needs (checked when the gate runs)."""
+    if need == "cuda":
+        return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
+    raise ValueError(f"Figure.needs: unknown hardware {need!r} (expected 'cuda')")
 
 
 def _slowdowns() -> dict[str, int]:
@@ -122,7 +146,7 @@ def _help_ratio(slow, repeats: int) -> float:
     return help_over_python(repeats, slow)[2]
 
 
-# ----------------------------------------------------------------------------- comparing
+# ----------------------------------------------------------------------------- the baseline
 
 
 @dataclass(frozen=True)
@@ -132,12 +156,18 @@ class Row:
     baseline: float | None
     now: float | None
     worse: float | None  # how many times worse than the baseline (< 1: better)
-    verdict: str  # ok, SLOWER, new, not measured
+    verdict: str  # ok, SLOWER, new, NOT MEASURED, skipped: ...
 
 
-def compare(current: dict[str, float], baseline: dict[str, dict],
-            factor: float = FACTOR) -> list[Row]:
-    """One row per figure in either; SLOWER where `now` is over `factor` times worse."""
+FAILING = ("SLOWER", "NOT MEASURED")
+
+
+def compare(current: dict[str, float], baseline: dict[str, dict], factor: float = FACTOR,
+            skipped: dict[str, str] | None = None) -> list[Row]:
+    """One row per figure in either; SLOWER where `now` is over `factor` times worse; NOT
+    MEASURED (a failure too) where the baseline has a figure this run has not, unless
+    `skipped` gives the reason (hardware this machine lacks)."""
+    skipped = skipped or {}
     rows = []
     for name in sorted(set(current) | set(baseline)):
         base, now = baseline.get(name), current.get(name)
@@ -145,7 +175,8 @@ def compare(current: dict[str, float], baseline: dict[str, dict],
             rows.append(Row(name, "?", None, now, None, "new"))
             continue
         if now is None:
-            rows.append(Row(name, base["better"], base["value"], None, None, "not measured"))
+            verdict = f"skipped: {skipped[name]}" if name in skipped else "NOT MEASURED"
+            rows.append(Row(name, base["better"], base["value"], None, None, verdict))
             continue
         b = base["value"]
         tiny = 1e-12
@@ -159,22 +190,23 @@ def compare(current: dict[str, float], baseline: dict[str, dict],
 
 
 def report(rows: list[Row], factor: float = FACTOR, retried: dict | None = None) -> str:
-    """A markdown table and a verdict line naming what got slower."""
+    """A markdown table and a verdict line naming what got slower or was not measured."""
     retried = retried or {}
-    slower = [r for r in rows if r.verdict == "SLOWER"]
+    failed = [r for r in rows if r.verdict in FAILING]
     lines = ["| figure | better | baseline | now | worse by | verdict |",
              "|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r.verdict != "SLOWER", r.name)):
+    for r in sorted(rows, key=lambda r: (r.verdict not in FAILING, r.name)):
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
         worse = "-" if r.worse is None else f"{r.worse:.2f}x"
         again = f" (measured {retried[r.name]}x)" if r.name in retried else ""
         lines.append(f"| {r.name} | {r.better} | {fmt(r.baseline)} | {fmt(r.now)} | {worse} "
                      f"| {r.verdict}{again} |")
     measured = sum(r.now is not None for r in rows)
-    if slower:
-        names = ", ".join(f"{r.name} ({r.worse:.2f}x)" for r in slower)
-        lines.append(f"\ngate: FAILED: {len(slower)} of {measured} figures got slower than "
-                     f"their baseline by more than {factor}x: {names}")
+    if failed:
+        names = ", ".join(f"{r.name} ({r.worse:.2f}x)" if r.verdict == "SLOWER" else
+                          f"{r.name} (not measured)" for r in failed)
+        lines.append(f"\ngate: FAILED: {len(failed)} of {len(rows)} figures got slower than "
+                     f"their baseline by more than {factor}x or were not measured: {names}")
     else:
         lines.append(f"\ngate: passed: {measured} figure{'s' * (measured != 1)}, none more "
                      f"than {factor}x worse than its baseline")
@@ -184,14 +216,22 @@ def report(rows: list[Row], factor: float = FACTOR, retried: dict | None = None)
 # ----------------------------------------------------------------------------- running
 
 
-def measure(figs: list[Figure], repeats: int, log=print) -> dict[str, float]:
+def measure(figs: list[Figure], repeats: int, log=print,
+            skipped: dict[str, str] | None = None) -> dict[str, float]:
+    """{name: value}; a figure that raises is left out (and fails in compare), one whose
+    hardware this machine lacks is left out and its reason put in `skipped`."""
     values = {}
+    skipped = {} if skipped is None else skipped
     for fig in figs:
+        if fig.needs and not machine_has(fig.needs):
+            skipped[fig.name] = f"needs {fig.needs}, this machine has none"
+            log(f"  {fig.name}: skipped: {skipped[fig.name]}")
+            continue
         t0 = time.perf_counter()
         try:
             values[fig.name] = float(fig.measure(slowed(fig.name), repeats))
-        except NotImplementedError as exc:
-            log(f"  {fig.name}: skipped ({exc})")
+        except Exception as exc:
+            log(f"  {fig.name}: NOT MEASURED: {type(exc).__name__}: {exc}")
             continue
         log(f"  {fig.name}: {values[fig.name]:.4g} ({time.perf_counter() - t0:.1f} s)")
     return values
@@ -229,56 +269,26 @@ def machine() -> dict:
     return info
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.gate",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", type=Path, default=BASELINE)
-    ap.add_argument("--update", action="store_true", help="write the baseline, compare nothing")
-    ap.add_argument("--runs", type=int, default=1,
-                    help="with --update: the median of N runs, each in a fresh process")
-    ap.add_argument("--only", nargs="+", metavar="PREFIX", help="figures whose name starts so")
-    ap.add_argument("--repeats", type=int, default=5, help="samples per figure (median)")
-    ap.add_argument("--retries", type=int, default=2, help="re-measure a failing figure")
-    ap.add_argument("--factor", type=float, default=FACTOR)
-    ap.add_argument("--out", type=Path, help="also write the measured figures here (JSON)")
-    ap.add_argument("--list", action="store_true", help="print the figures' names and exit")
-    ap.add_argument("--measure-only", action="store_true", help="measure (see --out), no verdict")
-    args = ap.parse_args(argv)
-    figs = [f for f in figures() if not args.only or f.name.startswith(tuple(args.only))]
-    if args.list:
-        print("\n".join(f"{f.name}  ({f.better} is better, {f.unit})" for f in figs))
-        return 0
-    if not figs:
-        print(f"gate: no figure matches {args.only}", file=sys.stderr)
-        return 2
+def _selected(args) -> list[Figure]:
+    return [f for f in figures() if not args.only or f.name.startswith(tuple(args.only))]
+
+
+def against_baseline(args) -> int:
+    """This run against the committed baseline (--against-baseline, or no base commit):
+    fractions of sgemm taken on another CPU may differ by 2x with no code changed."""
+    figs = _selected(args)
+    saved = json.loads(args.baseline.read_text())
+    print(f"gate: against the baseline {args.baseline}, taken {saved.get('date', '?')} on "
+          f"{saved.get('machine', {}).get('cpu', '?')}; this machine: "
+          f"{machine()['cpu']}")
     limit_threads()
     t0 = time.perf_counter()
-    print(f"gate: {len(figs)} figures, {args.repeats} samples each, {THREADS or 'default'} "
-          f"thread(s), clock {CLOCK.__name__}; slowdowns planted: {_slowdowns() or 'none'}")
-    if args.update and args.runs > 1:
-        runs = [_fresh_run(args) for _ in range(args.runs)]
-    else:
-        runs = [measure(figs, args.repeats)]
-    current = {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0]}
-    if args.out:
-        args.out.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
-    if args.measure_only:
-        return 0
-    if args.update:
-        base = {f.name: {"value": current[f.name], "better": f.better, "unit": f.unit}
-                for f in figs if f.name in current}
-        meta = {"command": f"python -m benchmarks.gate --update --runs {args.runs}",
-                "date": time.strftime("%Y-%m-%d"), "factor": args.factor,
-                "machine": machine(), "figures": base, "not_gated": NOT_GATED}
-        args.baseline.parent.mkdir(parents=True, exist_ok=True)
-        args.baseline.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        print(f"gate: wrote {len(base)} figures to {args.baseline}, the median of "
-              f"{len(runs)} run(s) ({time.perf_counter() - t0:.0f} s)")
-        return 0
-    baseline = json.loads(args.baseline.read_text())["figures"]
+    skipped = {}
+    current = measure(figs, args.repeats, skipped=skipped)
+    baseline = saved["figures"]
     if args.only:
         baseline = {k: v for k, v in baseline.items() if k.startswith(tuple(args.only))}
-    rows = compare(current, baseline, args.factor)
+    rows = compare(current, baseline, args.factor, skipped)
     retried = {}
     for _ in range(args.retries):
         failing = [f for f in figs if any(r.name == f.name and r.verdict == "SLOWER"
@@ -292,10 +302,71 @@ def main(argv=None) -> int:
             keep = max if better == "higher" else min  # the best of the measurements
             current[name] = keep(current[name], value)
             retried[name] = retried.get(name, 1) + 1
-        rows = compare(current, baseline, args.factor)
+        rows = compare(current, baseline, args.factor, skipped)
     print(report(rows, args.factor, retried))
     print(f"gate: {time.perf_counter() - t0:.0f} s")
-    return 1 if any(r.verdict == "SLOWER" for r in rows) else 0
+    return 1 if any(r.verdict in FAILING for r in rows) else 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gate",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--base", metavar="REV", help="the commit to compare HEAD with (default: "
+                    "$HARNESS_GATE_BASE, else the newest first-parent ancestor of HEAD "
+                    "committed more than 3 h before it)")
+    ap.add_argument("--rounds", type=int, default=2, help="A/B rounds per figure and try")
+    ap.add_argument("--against-baseline", action="store_true",
+                    help="compare with the committed baseline instead of a base commit")
+    ap.add_argument("--baseline", type=Path, default=BASELINE)
+    ap.add_argument("--update", action="store_true", help="write the baseline, compare nothing")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="with --update: the median of N runs, each in a fresh process")
+    ap.add_argument("--only", nargs="+", metavar="PREFIX", help="figures whose name starts so")
+    ap.add_argument("--repeats", type=int, default=5, help="samples per figure (median)")
+    ap.add_argument("--retries", type=int, default=2, help="re-measure a failing figure")
+    ap.add_argument("--factor", type=float, default=FACTOR)
+    ap.add_argument("--out", type=Path, help="with --update/--measure-only: also write the "
+                    "measured figures here (JSON)")
+    ap.add_argument("--list", action="store_true", help="print the figures' names and exit")
+    ap.add_argument("--measure-only", action="store_true", help="measure (see --out), no verdict")
+    args = ap.parse_args(argv)
+    figs = _selected(args)
+    if args.list:
+        print("\n".join(f"{f.name}  ({f.better} is better, {f.unit}"
+                        f"{f', needs {f.needs}' if f.needs else ''})" for f in figs))
+        return 0
+    if not figs:
+        print(f"gate: no figure matches {args.only}", file=sys.stderr)
+        return 2
+    if args.against_baseline:
+        return against_baseline(args)
+    if not (args.update or args.measure_only):
+        from .gate_ab import run
+
+        return run(args, ROOT)
+    limit_threads()
+    t0 = time.perf_counter()
+    print(f"gate: {len(figs)} figures, {args.repeats} samples each, {THREADS or 'default'} "
+          f"thread(s), clock {CLOCK.__name__}; slowdowns planted: {_slowdowns() or 'none'}")
+    if args.update and args.runs > 1:
+        runs = [_fresh_run(args) for _ in range(args.runs)]
+    else:
+        runs = [measure(figs, args.repeats)]
+    current = {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0]}
+    if args.out:
+        args.out.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+    if args.measure_only:
+        return 0
+    base = {f.name: {"value": current[f.name], "better": f.better, "unit": f.unit}
+            for f in figs if f.name in current}
+    meta = {"command": f"python -m benchmarks.gate --update --runs {args.runs}",
+            "date": time.strftime("%Y-%m-%d"), "factor": args.factor,
+            "machine": machine(), "figures": base, "not_gated": NOT_GATED}
+    args.baseline.parent.mkdir(parents=True, exist_ok=True)
+    args.baseline.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    print(f"gate: wrote {len(base)} figures to {args.baseline}, the median of "
+          f"{len(runs)} run(s) ({time.perf_counter() - t0:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":

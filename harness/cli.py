@@ -25,9 +25,11 @@ exit codes: 0 all trials finished, 1 some trial failed or diverged, 2 bad config
 130 interrupted"""
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="the experiment's YAML file, or a folder of them (each into "
-                                "its own MLflow experiment)")
+def _common(p: argparse.ArgumentParser, many: bool = False) -> None:
+    p.add_argument("file", nargs="+" if many else None,
+                   help="the experiment's YAML file, or a folder of them (each into its own "
+                        "MLflow experiment)" + ("; two or more files: their reports side by "
+                                                "side, in <results>/compare/" if many else ""))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a dotted key, the value read as YAML (repeatable): "
                         "--set train.epochs=1 --set seeds=[0]")
@@ -61,7 +63,13 @@ def parser() -> argparse.ArgumentParser:
                      help="the Ray cluster to use (default: start a local one)")
     rep = sub.add_parser("report", help="tables, plots and claim verdicts, from MLflow alone",
                          formatter_class=argparse.RawTextHelpFormatter)
-    _common(rep)
+    _common(rep, many=True)
+    rep.add_argument("--format", choices=("markdown", "latex", "csv"),
+                     help="print the verdict table in this format (claims.md and claims.csv "
+                          "are written either way)")
+    rep.add_argument("--columns", metavar="A,B,...",
+                     help="the table's columns, comma-separated, e.g. claim,verdict,diff,"
+                          "p_holm (default: all; a wrong name lists them)")
     chk = sub.add_parser("check", help="gradient check, overfit one batch, parity with numpy",
                          formatter_class=argparse.RawTextHelpFormatter)
     chk.add_argument("file", help="the experiment's YAML file")
@@ -93,6 +101,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _columns() -> list[str]:
+    from harness.reporting.tables import COLUMNS
+
+    return list(COLUMNS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     for option in ("workers", "threads", "limit", "batch", "samples", "steps"):
@@ -114,11 +128,22 @@ def main(argv: list[str] | None = None) -> int:
             executor=args.executor, workers=args.workers, threads=args.threads,
             address=args.address, quiet=args.quiet))
     if args.command == "report":
+        from harness.reporting.compare import compare
         from harness.reporting.report import ReportOptions, report, report_folder
+        from harness.reporting.tables import check_columns
 
-        judge = report_folder if Path(args.file).is_dir() else report
-        return judge(args.file, args.set, ReportOptions(results=args.results,
-                                                        tracking_uri=args.tracking_uri))
+        columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+        unknown = check_columns(columns or [])
+        if unknown:
+            print(f"--columns: unknown {', '.join(unknown)} (known: "
+                  f"{', '.join(_columns())})", file=sys.stderr)
+            return 2
+        options = ReportOptions(results=args.results, tracking_uri=args.tracking_uri,
+                                format=args.format, columns=columns)
+        if len(args.file) > 1:
+            return compare(args.file, args.set, options)
+        judge = report_folder if Path(args.file[0]).is_dir() else report
+        return judge(args.file[0], args.set, options)
     if args.command == "describe":
         import json
 

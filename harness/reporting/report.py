@@ -28,13 +28,14 @@ import numpy as np
 import backends
 from backends.optim import OptimizerSpec
 from harness.config import ConfigErrors, Trial, load
-from harness.config.tuning import describe
+from harness.config.tuning import combinations, describe
 from harness.data.tasks import TASKS
 from harness.draw.curves import curves, finals, sensitivity, short, throughput
 from harness.draw.layers import draw as draw_layers
 from harness.draw.volumes import slices, surfaces
 from harness.errors import refuse
 from harness.names import LAYERS_TAG, OVERRIDES_TAG, TRIAL_TAG, parse_diag
+from harness.reporting import tables
 from harness.sweep import rounds
 from harness.sweep.results import TrialsTable
 from harness.sweep.tracking import Tracker, default_uri
@@ -93,6 +94,8 @@ class ReportOptions:
 
     results: str | Path = "results"  # writes <results>/<name>/
     tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else the results' sqlite
+    format: str | None = None  # print the verdict table as markdown, latex or csv
+    columns: list[str] | None = None  # ... these columns of harness/reporting/tables.py
 
 
 def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
@@ -143,6 +146,10 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     table = TrialsTable.from_store(out / "trials.csv", trials, runs)
     table.write()
     rows = [table.rows[t.hash] for t in trials]
+    if exp.tune:  # what tuning chose, on each final trial's row, for the verdict table
+        knobs = sorted({k for c in combinations(exp.tune) for k in c})
+        rows = [{**r, "tuned": describe({k: t.point[k] for k in knobs if k in t.point})}
+                for r, t in zip(rows, trials)]
     summary = summarise(rows)
     summary.to_csv(out / "summary.csv", index=False)
 
@@ -159,6 +166,8 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
         verdicts = replay(rounds.plan(exp), exp.expect, rows)
     else:
         verdicts = evaluate_claims(exp.expect, rows) if exp.expect else []
+    recs = tables.records(exp.name, exp.expect, verdicts, rows)
+    tables.write_csv(recs, out / "claims.csv")
     if verdicts:
         text = write_markdown(verdicts, out / "claims.md")
     else:  # still written, so that every experiment's results hold the same files
@@ -172,7 +181,9 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     print(f"{exp.name}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}"
           f"); wrote {out}/", file=sys.stderr)
-    if text:
+    if options.format:
+        print(tables.render(recs, options.columns, options.format), end="")
+    elif text:
         print(text)
     return 0
 
@@ -273,14 +284,16 @@ def diagnostics(tracker, trials, runs) -> list[tuple[object, list[str], dict]]:
 
 def report_folder(folder, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     """`report` on every experiment file of a folder, then one verdict table for all:
-    <results>/claims.md, a count per experiment and each experiment's claims.md below it."""
+    <results>/claims.md (a count per experiment, one row per claim, then each experiment's
+    claims.md) and <results>/claims.csv."""
     files = sorted(Path(folder).glob("*.yaml"))
     if not files:
         print(f"{folder}: no *.yaml experiment file", file=sys.stderr)
         return 2
-    codes, sections, counts = {}, [], []
+    quiet = ReportOptions(results=options.results, tracking_uri=options.tracking_uri)
+    codes, sections, counts, recs = {}, [], [], []
     for f in files:
-        codes[f.name] = report(f, overrides, options)
+        codes[f.name] = report(f, overrides, quiet)
         try:
             name = load(f, list(overrides))[0].name
         except ConfigErrors:
@@ -288,19 +301,29 @@ def report_folder(folder, overrides=(), options: ReportOptions = ReportOptions()
         claims = Path(options.results) / name / "claims.md"
         if codes[f.name] != 0 or not claims.exists():
             continue
-        text = claims.read_text()
-        counts.append((name, *(len(re.findall(rf"\*\*{v}\*\*", text))
+        mine = tables.read_csv(claims.with_suffix(".csv"))
+        recs += mine
+        counts.append((name, *(sum(r["verdict"] == v for r in mine)
                                for v in ("PASS", "FAIL", "INCONCLUSIVE"))))
+        text = claims.read_text()
         body = text.split("\n", 1)[1] if text.startswith("# ") else text
         sections.append(f"## {name} ({f})\n{body}")
     lines = ["# Claims of every experiment", "", f"From `python -m harness report {folder}`.",
              "", "| experiment | PASS | FAIL | INCONCLUSIVE |", "|---|---|---|---|"]
     lines += [f"| {n} | {p} | {fl} | {i} |" for n, p, fl, i in counts]
     total = [sum(c[k] for c in counts) for k in (1, 2, 3)]
-    lines += [f"| all | {total[0]} | {total[1]} | {total[2]} |", ""]
+    lines += [f"| all | {total[0]} | {total[1]} | {total[2]} |", "",
+              "Every claim: A and B are the means over seeds (n A, n B seeds), A − B their "
+              "difference, P(A better) the probability of improvement, Holm p the p-value "
+              "adjusted over the claims of its file; each file's section below has the "
+              "intervals and notes.", "", tables.render(recs, list(tables.BRIEF))]
     out = Path(options.results) / "claims.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n" + "\n".join(sections))
+    tables.write_csv(recs, out.with_suffix(".csv"))
     print(f"{folder}: {len(files)} experiments; PASS {total[0]}, FAIL {total[1]}, "
           f"INCONCLUSIVE {total[2]}; wrote {out}", file=sys.stderr)
+    if options.format:
+        print(tables.render(recs, options.columns or list(tables.BRIEF), options.format),
+              end="")
     return max(codes.values())

@@ -151,7 +151,9 @@ class Worker:
             raise MeasureError(reply["error"])
         return reply["value"]
 
-    def close(self):
+    def close(self, kill: bool = False):
+        if kill and self.proc.poll() is None:
+            self.proc.kill()  # an interrupt: it may be in the middle of a measurement
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
@@ -329,16 +331,25 @@ def run(args, repo: Path) -> int:
           f"figure, factor {args.factor}; slowdowns planted in HEAD: "
           f"{gate._slowdowns() or 'none'}")
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    workers = []
+    workers, done = [], False
     try:
         with worktree(repo, base.sha) as tree:
-            workers.append(Worker("base", tree, worker_env(tree, planted=False)))
-            workers.append(Worker("HEAD", repo, worker_env(repo, planted=True)))
-            rows = ab_rows(*workers, only=args.only, repeats=args.repeats, rounds=args.rounds,
-                           retries=args.retries, factor=args.factor)
+            print(f"gate: base checked out in {tree} (removed afterwards)", flush=True)
+            try:
+                workers.append(Worker("base", tree, worker_env(tree, planted=False)))
+                workers.append(Worker("HEAD", repo, worker_env(repo, planted=True)))
+                try:
+                    rows = ab_rows(*workers, only=args.only, repeats=args.repeats,
+                                   rounds=args.rounds, retries=args.retries,
+                                   factor=args.factor)
+                except MeasureError as exc:  # a worker that cannot even list its figures
+                    print(f"gate: FAILED: {exc}")
+                    return 1
+                done = True
+            finally:  # the workers go before their tree does
+                for w in workers:
+                    w.close(kill=not done)
     finally:
-        for w in workers:
-            w.close()
         signal.signal(signal.SIGTERM, previous)
     if not rows:
         print(f"gate: no figure matches {args.only}", file=sys.stderr)

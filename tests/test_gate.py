@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -432,6 +433,33 @@ def test_ab_identical_trees_pass_and_a_planted_slowdown_in_head_fails(clone):
     assert planted.returncode == 1, output(planted)
     last = planted.stdout.split("gate: FAILED:")[1].splitlines()[0]
     assert "kernel/matmul/numpy/fwd+bwd (" in last and "maxpool" not in last, last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_gate_removes_its_worktree_and_workers(clone, signum):
+    repo, base = clone
+    env = dict(os.environ, HARNESS_BENCH_THREADS="1")
+    gate_run = subprocess.Popen([sys.executable, "-m", "benchmarks.gate", "--base", base,
+                                 "--only", "kernel/"], cwd=repo, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a process group, as in a terminal
+    lines = []
+    for line in gate_run.stdout:  # wait until it measures
+        lines.append(line)
+        if line.startswith("  kernel/"):
+            break
+    trees = gate_ab.git(repo, "worktree", "list", "--porcelain").count("worktree ")
+    assert trees == 2, "".join(lines)
+    os.killpg(gate_run.pid, signum)  # Ctrl-C signals the whole group
+    lines += gate_run.stdout.readlines()
+    assert gate_run.wait(timeout=60) != 0
+    tree = Path("".join(lines).split("gate: base checked out in ")[1].split()[0])
+    assert not tree.exists() and not tree.parent.exists()
+    assert "KeyboardInterrupt" in "".join(lines)
+    assert gate_ab.git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    alive = subprocess.run(["pgrep", "-g", str(gate_run.pid)], capture_output=True, text=True)
+    assert alive.stdout == "", "workers left running"
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ say) is refused here with the layer that cannot take it.
     resnet     stem, stages of depth residual blocks (He et al., 2016), global avg pool, head;
                skips=False gives the plain twin with the same layers and no shortcuts
     unet       depth levels of two 3x3 convs, 2x max pool down, 2x transposed conv up, skip
-               concatenation (Ronneberger et al., 2015); 2D or 3D; skips=False is `encdec`
+               concatenation (Ronneberger et al., 2015); 2D or 3D; skips=False is `encdec`;
+               upsample=nearest/linear: 2x fixed upsampling + 3x3 conv instead of the
+               transposed conv (resize-convolution, Odena et al., 2016)
     encdec     the UNet without its skips: an encoder-decoder
     inception  stem, depth Inception blocks (Szegedy et al., 2015: 1x1, 1x1->3x3,
                1x1->5x5 and pool->1x1 branches, 1x1 reductions), global avg pool, head
@@ -35,9 +37,12 @@ from .spec import (
     Parallel,
     Pool,
     Sequential,
+    Upsample,
     conv_out,
     output_shape,
 )
+
+UPSAMPLE_PATHS = ("transposed", "nearest", "linear")  # Knobs.upsample: the unet's up path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +58,9 @@ class Knobs:
     depth: int | None = checked(None, at_least(1), ">= 1")  # None: the builder's default
     width: int | None = checked(None, at_least(1), ">= 1")  # None: the builder's default
     skips: bool = True  # residual shortcuts (resnet) and skip concatenations (unet)
+    # unet/encdec's 2x up path: None or transposed, a 2x2 transposed conv; nearest or linear,
+    # a fixed 2x upsampling then a 3x3 conv (None keeps older trials' hashes)
+    upsample: str | None = choice(None, UPSAMPLE_PATHS)
 
 
 # Each arch's (depth, width) when the knobs leave them None: its depth (layers, stages, levels
@@ -199,6 +207,19 @@ def resnet(input_shape, n_out, k: Knobs) -> Sequential:
     return Sequential(name="resnet", layers=tuple(layers))
 
 
+def _up(nd, cin, cout, k: Knobs) -> list:
+    """The 2x up path, (cin, *S) -> (cout, *2S): a 2x2 stride-2 transposed conv, or a fixed
+    upsampling then a 3x3 same-size conv with the same channels, bias and no activation
+    (Odena, Dumoulin & Olah 2016, "Deconvolution and Checkerboard Artifacts": resize, then
+    convolve). The conv has 3^nd / 2^nd times the transposed conv's weights."""
+    if k.upsample in (None, "transposed"):
+        return [ConvTranspose(name="up", ndim=nd, in_channels=cin, out_channels=cout,
+                              kernel=2, stride=2)]
+    return [Upsample(name="up", ndim=nd, scale=2, mode=k.upsample),
+            Conv(name="up_conv", ndim=nd, in_channels=cin, out_channels=cout, kernel=3,
+                 padding=1)]
+
+
 def _unet_level(i, depth, nd, cin, w, k: Knobs) -> Sequential:
     c = w * 2**i
     enc = [*_conv("enc1", nd, cin, c, k), *_conv("enc2", nd, c, c, k)]
@@ -207,8 +228,7 @@ def _unet_level(i, depth, nd, cin, w, k: Knobs) -> Sequential:
     inner = Sequential(name="inner", layers=(
         Pool(name="down", ndim=nd, mode="max", kernel=2),
         _unet_level(i + 1, depth, nd, c, w, k),
-        ConvTranspose(name="up", ndim=nd, in_channels=2 * c, out_channels=c, kernel=2,
-                      stride=2)))
+        *_up(nd, 2 * c, c, k)))
     if k.skips:
         merged = [Parallel(name="skip", merge="concat",
                            branches=(Sequential(name="identity"), inner))]

@@ -42,7 +42,7 @@ class _Nd:
     def __post_init__(self):
         if self.ndim not in (1, 2, 3):
             raise ValueError(f"{type(self).__name__} {self.name!r}: ndim must be 1, 2 or 3")
-        for f in ("kernel", "stride", "padding", "dilation", "output_padding"):
+        for f in ("kernel", "stride", "padding", "dilation", "output_padding", "scale"):
             if hasattr(self, f):
                 value = getattr(self, f)
                 if value is None:  # pooling: stride defaults to the kernel
@@ -117,6 +117,32 @@ class Pool(_Nd):
     kernel: tuple[int, ...] | int
     stride: tuple[int, ...] | int | None = None
     padding: tuple[int, ...] | int = 0
+
+
+UPSAMPLE_MODES = ("nearest", "linear")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upsample(_Nd):
+    """Fixed ("traditional") N-d upsampling by an integer factor per axis, no parameters.
+
+    Output size per axis: d' = d * scale. torch's F.interpolate(x, scale_factor=scale,
+    mode=..., align_corners=False) semantics, per axis and separably (torch docs,
+    torch.nn.functional.interpolate and torch.nn.Upsample):
+        nearest  out[o] = in[floor(o / scale)]: each sample repeated scale times.
+        linear   (linear in 1D, bilinear in 2D, trilinear in 3D) with half-pixel centres:
+                 src = (o + 0.5) / scale - 0.5, clamped below at 0; i0 = floor(src),
+                 i1 = min(i0 + 1, d - 1), lam = src - i0;
+                 out[o] = (1 - lam) in[i0] + lam in[i1]. So the border samples repeat.
+    Followed by a convolution it is the "resize-convolution" that Odena, Dumoulin & Olah
+    (2016, "Deconvolution and Checkerboard Artifacts", Distill) propose in place of a
+    transposed convolution.
+    """
+
+    name: str
+    ndim: int
+    scale: tuple[int, ...] | int = 2
+    mode: str = "nearest"  # one of UPSAMPLE_MODES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,9 +238,9 @@ class Parallel:
     merge: str  # "add" or "concat"
 
 
-Layer = (Linear | Conv | ConvTranspose | Pool | BatchNorm | Dropout | Flatten | Activation
-         | Sequential | Parallel)
-LEAVES = (Linear, Conv, ConvTranspose, Pool, BatchNorm, Dropout, Flatten, Activation)
+Layer = (Linear | Conv | ConvTranspose | Pool | Upsample | BatchNorm | Dropout | Flatten
+         | Activation | Sequential | Parallel)
+LEAVES = (Linear, Conv, ConvTranspose, Pool, Upsample, BatchNorm, Dropout, Flatten, Activation)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,6 +328,14 @@ def _leaf_shape(layer, shape: tuple[int, ...], path: str) -> tuple[int, ...]:
                 fail(f"input {shape} is too small: axis {axis + 1} would have size {o}")
             out.append(o)
         return (getattr(layer, "out_channels", shape[0]), *out)
+    if isinstance(layer, Upsample):
+        if len(shape) != layer.ndim + 1:
+            fail(f"expects a {layer.ndim}-D input (C, *{layer.ndim} spatial), got {shape}")
+        if layer.mode not in UPSAMPLE_MODES:
+            fail(f"unknown mode {layer.mode!r}; known: {', '.join(UPSAMPLE_MODES)}")
+        if any(s < 1 for s in layer.scale):
+            fail(f"scale {layer.scale} must be a positive integer on every axis")
+        return (shape[0], *(d * s for d, s in zip(shape[1:], layer.scale)))
     if isinstance(layer, BatchNorm):
         if len(shape) != layer.ndim + 1 or shape[0] != layer.num_features:
             fail(f"expects ({layer.num_features}, *{layer.ndim} spatial), got {shape}")

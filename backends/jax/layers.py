@@ -10,7 +10,8 @@ may use TF32 (10-bit mantissa), which would break parity with the canonical math
 References: PyTorch `torch.nn.functional` (the semantics matched); Dumoulin & Visin 2016, "A
 guide to convolution arithmetic for deep learning", chapter 4 (transposed convolution as a
 direct convolution of the stride-dilated input); Ioffe & Szegedy 2015 (BatchNorm); Srivastava
-et al. 2014 (dropout); Goodfellow et al. 2013 (maxout).
+et al. 2014 (dropout); Goodfellow et al. 2013 (maxout); torch docs,
+torch.nn.functional.interpolate (upsampling, align_corners=False).
 """
 
 from __future__ import annotations
@@ -95,6 +96,42 @@ def pool(x, mode, kernel, stride, padding):
         total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, strides, pads)
         return total / math.prod(kernel)
     raise ValueError(f"pool mode must be 'max' or 'avg', got {mode!r}")
+
+
+def _linear_taps(d, s):
+    """Per output sample along one axis: (i0, i1, lam) as int and float64 NumPy arrays (d s,).
+
+    torch's align_corners=False source index (aten/src/ATen/native/UpSample.h,
+    area_pixel_compute_source_index): src = (1 / s) (o + 0.5) - 0.5, clamped below at 0;
+    i0 = floor(src), i1 = min(i0 + 1, d - 1), lam = src - i0. Static: shapes are known at
+    trace time.
+    """
+    o = np.arange(d * s)
+    src = np.maximum((1.0 / s) * (o + 0.5) - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.int32)
+    return i0, np.minimum(i0 + 1, d - 1).astype(np.int32), src - i0
+
+
+def upsample(x, scale, mode):
+    """(N, C, *S) -> (N, C, *(S * scale)), as torch's F.interpolate(..., align_corners=False).
+
+    Written out per axis, not with jax.image.resize (whose linear kernel renormalises at the
+    border instead of clamping: the same numbers for upsampling, but a second reading of the
+    rule to check): nearest repeats each sample `scale` times; linear gathers the two taps
+    of `_linear_taps` and mixes them, out = (1 - lam) x[i0] + lam x[i1], axis by axis (1D
+    linear, 2D bilinear, 3D trilinear are separable). The gradient is JAX's, of gather and
+    repeat: a scatter-add, the adjoint.
+    """
+    for axis, s in enumerate(scale, start=2):
+        if mode == "nearest":
+            x = jnp.repeat(x, s, axis=axis)  # (N, C, ..., d s, ...)
+        elif mode == "linear":
+            i0, i1, lam = _linear_taps(x.shape[axis], s)
+            lam = lam.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+            x = jnp.take(x, i0, axis=axis) * (1 - lam) + jnp.take(x, i1, axis=axis) * lam
+        else:
+            raise ValueError(f"upsample mode must be 'nearest' or 'linear', got {mode!r}")
+    return x
 
 
 def batchnorm(x, w, b, running_mean, running_var, *, train, momentum, eps):

@@ -32,6 +32,7 @@ from ..spec import (
     Parallel,
     Pool,
     Sequential,
+    Upsample,
     join,
     param_shapes,
 )
@@ -96,6 +97,8 @@ def _leaf(layer, path, params, buffers, new_buffers, x, train, masks):
                                      layer.output_padding, layer.dilation)
     if isinstance(layer, Pool):
         return layers.pool(x, layer.mode, layer.kernel, layer.stride, layer.padding)
+    if isinstance(layer, Upsample):
+        return layers.upsample(x, layer.scale, layer.mode)
     if isinstance(layer, BatchNorm):
         rm, rv = f"{path}.running_mean", f"{path}.running_var"
         y, new_buffers[rm], new_buffers[rv] = layers.batchnorm(

@@ -427,3 +427,75 @@ def cross_entropy_backward(cache):
 
 LOSSES = {"mse": (mse_forward, mse_backward), "l1": (l1_forward, l1_backward),
           "cross_entropy": (cross_entropy_forward, cross_entropy_backward)}
+
+
+# ----------------------------------------------------------------------------- upsampling
+
+
+def _linear_matrix(d, s, dtype):
+    """(d * s, d): linear interpolation along one axis, out = A @ in, torch's
+    align_corners=False (half-pixel centres): src = (o + 0.5) / s - 0.5 clamped below at 0,
+    i0 = floor(src), i1 = min(i0 + 1, d - 1), lam = src - i0; row o has 1 - lam at i0 and lam
+    at i1 (both on one entry, summing to 1, where the clamp folds them together).
+
+    The source index is computed as torch does, (1 / s) (o + 0.5) - 0.5 in float64
+    (aten/src/ATen/native/UpSample.h, area_pixel_compute_source_index).
+    """
+    o = np.arange(d * s)
+    src = np.maximum((1.0 / s) * (o + 0.5) - 0.5, 0.0)  # (d s,)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, d - 1)
+    lam = src - i0
+    a = np.zeros((d * s, d))
+    np.add.at(a, (o, i0), 1 - lam)
+    np.add.at(a, (o, i1), lam)
+    return a.astype(dtype)
+
+
+def _along(x, a, axis):
+    """Apply the matrix a (m, d) along `axis` of x (..., d, ...) -> (..., m, ...)."""
+    y = np.tensordot(a, x, axes=([1], [axis]))  # (m, *x.shape without axis)
+    return np.moveaxis(y, 0, axis)
+
+
+def upsample_forward(x, scale, mode):
+    """x (N, C, *S) -> out (N, C, *(S * scale)), scale an int per spatial axis.
+
+    nearest repeats each sample `scale` times per axis; linear (1D linear, 2D bilinear, 3D
+    trilinear) is separable, one interpolation matrix per axis (`_linear_matrix`), as
+    torch's F.interpolate(x, scale_factor=scale, mode=..., align_corners=False)
+    (backends/spec.py `Upsample`).
+    """
+    spatial = x.shape[2:]
+    scale = (scale,) * len(spatial) if isinstance(scale, int) else tuple(scale)
+    if mode == "nearest":
+        out = x
+        for axis, s in enumerate(scale, start=2):
+            out = np.repeat(out, s, axis=axis)  # (N, C, ..., d s, ...)
+        return out, ("nearest", spatial, scale)
+    if mode == "linear":
+        mats = [_linear_matrix(d, s, x.dtype) for d, s in zip(spatial, scale)]
+        out = x
+        for axis, a in enumerate(mats, start=2):
+            out = _along(out, a, axis)  # (N, C, ..., d s, ...)
+        return np.ascontiguousarray(out), ("linear", spatial, mats)
+    raise ValueError(f"upsample mode must be 'nearest' or 'linear', got {mode!r}")
+
+
+def upsample_backward(dout, cache):
+    """dout (N, C, *(S * scale)) -> (dx (N, C, *S), ()): the adjoint of the forward.
+
+    nearest: each input sample receives the sum of the scale^d block it was copied into;
+    linear: A^T along each axis (the transpose of a separable map is separable).
+    """
+    mode, spatial, rest = cache
+    n, c = dout.shape[:2]
+    if mode == "nearest":
+        blocks = [v for d, s in zip(spatial, rest) for v in (d, s)]
+        dx = dout.reshape(n, c, *blocks)  # (N, C, d1, s1, d2, s2, ...)
+        dx = dx.sum(axis=tuple(range(3, 3 + 2 * len(spatial), 2)))  # (N, C, *S)
+        return dx, ()
+    dx = dout
+    for axis, a in enumerate(rest, start=2):
+        dx = _along(dx, a.T, axis)  # (N, C, ..., d, ...)
+    return np.ascontiguousarray(dx), ()

@@ -113,6 +113,9 @@ def _leaf(layer, x, path, ctx):
         out, cache = layers.pool_forward(x, layer.mode, layer.kernel, layer.stride,
                                          layer.padding)
         return out, (layers.pool_backward, (), cache)
+    if isinstance(layer, S.Upsample):
+        out, cache = layers.upsample_forward(x, layer.scale, layer.mode)
+        return out, (layers.upsample_backward, (), cache)
     if isinstance(layer, S.Dropout):
         if not ctx["train"] or layer.p == 0:
             return x, None  # identity

@@ -1,11 +1,13 @@
 """The torch layers the spec needs beyond torch.nn's own: containers that thread the dropout
-masks, inverted dropout with a handed-in mask, maxout, and leaky ReLU with a slope above 1.
+masks, inverted dropout with a handed-in mask, maxout, and leaky ReLU with a slope above 1;
+and `upsample`, the spec's Upsample as torch.nn.Upsample.
 
 nn.py builds the module tree from these and torch.nn's layers. The containers'
 `forward(x, masks)` threads the dropout masks, a dict {dropout path: keep-mask
 (N, *input_shape)}, down to the `Dropout` leaves; every other leaf is called as `m(x)`.
 
-References: Srivastava et al. 2014 (dropout); Goodfellow et al. 2013 (Maxout).
+References: Srivastava et al. 2014 (dropout); Goodfellow et al. 2013 (Maxout); torch docs,
+torch.nn.Upsample and torch.nn.functional.interpolate (align_corners=False).
 """
 
 from __future__ import annotations
@@ -110,6 +112,24 @@ class SteepLeakyReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x >= 0, self.slope * x, x)
+
+
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def upsample(ndim: int, scale: tuple[int, ...], mode: str) -> nn.Module:
+    """(N, C, *S) -> (N, C, *(S * scale)): F.interpolate(x, scale_factor=scale, mode=...).
+
+    The spec's "linear" is torch's linear, bilinear or trilinear by ndim, with
+    align_corners=False (half-pixel centres, src = (o + 0.5) / scale - 0.5 clamped at 0);
+    "nearest" is torch's nearest (src = floor(o / scale)), which takes no align_corners.
+    """
+    factor = tuple(float(s) for s in scale)
+    if mode == "nearest":
+        return nn.Upsample(scale_factor=factor, mode="nearest")
+    if mode == "linear":
+        return nn.Upsample(scale_factor=factor, mode=_LINEAR[ndim], align_corners=False)
+    raise ValueError(f"upsample mode must be 'nearest' or 'linear', got {mode!r}")
 
 
 _TAKES_MASKS = (Sequential, Parallel, Dropout)

@@ -143,6 +143,8 @@ def _leaf(layer, path: str, generator: torch.Generator | None) -> nn.Module:
             return _AVGPOOL[layer.ndim](layer.kernel, stride=layer.stride, padding=layer.padding,
                                         count_include_pad=True)
         raise ValueError(f"pool {path!r}: mode must be 'max' or 'avg', got {layer.mode!r}")
+    if isinstance(layer, S.Upsample):
+        return layers.upsample(layer.ndim, layer.scale, layer.mode)
     if isinstance(layer, S.BatchNorm):
         # ndim 0 normalises (N, C) features: BatchNorm1d takes both (N, C) and (N, C, L).
         return _BN[layer.ndim](layer.num_features, eps=layer.eps, momentum=layer.momentum)

@@ -3,6 +3,7 @@ sweep's SQLite store, opened in headless Chromium (Debian's, driven by playwrigh
 
 import json
 import shutil
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def server(tmp_path, store):
     proc, url = start_mlflow_server(store)
     yield url
     proc.terminate()
-    proc.wait(timeout=20)
+    try:  # a client's keep-alive connection can hold a graceful shutdown open
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
 
 
 @pytest.mark.slow
@@ -54,3 +59,35 @@ def test_ui_lists_the_child_runs(server, tmp_path):
         page.screenshot(path=str(tmp_path / "mlflow_ui.png"))
         browser.close()
     assert (tmp_path / "mlflow_ui.png").stat().st_size > 10_000
+
+
+def _search(server: str, experiment: str, query: str) -> list[dict]:
+    body = json.dumps({"experiment_ids": [experiment], "filter": query,
+                       "max_results": 1000}).encode()
+    req = urllib.request.Request(f"{server}/api/2.0/mlflow/runs/search", data=body,
+                                 headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=30)).get("runs", [])
+
+
+@pytest.mark.slow
+def test_a_rerun_through_the_server_adds_no_parent_and_names_keep_seed_and_backend(
+        server, tmp_path):
+    """Over the REST API of the real server: the sweep's one parent, its four children named
+    with their backend and seed; a re-run through the server itself (every trial already
+    finished) runs nothing and leaves no new, empty parent."""
+    query = urllib.request.urlopen(
+        f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=ui", timeout=10)
+    experiment = json.load(query)["experiment"]["experiment_id"]
+    parents = "tags.`harness.kind` = 'parent'"
+    assert len(_search(server, experiment, parents)) == 1
+    f = tmp_path / "ui.yaml"
+    code = main(["run", str(f), "--results", str(tmp_path / "results"), "--tracking-uri",
+                 server, "--quiet"])
+    assert code == 0
+    assert len(_search(server, experiment, parents)) == 1
+    children = _search(server, experiment, "tags.`harness.kind` = 'trial'")
+    names = sorted(r["info"]["run_name"] for r in children)
+    assert len(names) == 4, names
+    for name in names:
+        assert "numpy" in name and any(f"seed={s}" in name for s in (0, 1)), name
+        assert len(name) <= 60, name

@@ -95,9 +95,14 @@ def describe(topic: str) -> str:
     if topic == "tasks":
         lines = ["tasks (task.name): kind, loss, metrics and options with their defaults"]
         for name, info in TASKS.items():
-            opts = ", ".join(f"{k}={v!r}" for k, v in info.options.items()) or "none"
+            sizes = info.filled({})  # what a None stands for: digits' n_train None is 1200
+            opts = ", ".join(f"{k}={v!r}" + (f" (all {sizes[k]})" if v is None else "")
+                             for k, v in info.options.items()) or "none"
+            fixed = {k: v for k, v in sizes.items() if k not in info.options}
+            splits = f"; fixed: {', '.join(f'{k}={v}' for k, v in fixed.items())}" \
+                if fixed else ""
             lines += [f"  {name:<9} {info.kind}, {info.loss}, {', '.join(info.metrics)}: "
-                      f"{info.description}", f"  {'':<9} options: {opts}"]
+                      f"{info.description}", f"  {'':<9} options: {opts}{splits}"]
         return "\n".join(lines)
     if topic == "optimizers":
         return "\n".join([f"optimizers (optimizer.name): {', '.join(OPTIMIZERS)}; the rules "

@@ -19,7 +19,9 @@ backward); Ioffe & Szegedy 2015 (BatchNorm); Goodfellow et al. 2013 (Maxout).
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -232,6 +234,20 @@ def _w_last(w):
 
 # ----------------------------------------------------------------------------- convolution
 
+CONV_PATH = None  # "im2col" or "shifted" forces a path (tests, benchmarks); None: the rule
+
+
+def _conv_path(kernel, stride, lo) -> str:
+    """Which core a convolution takes: the rule of the module docstring, or CONV_PATH.
+
+    Shifted slabs need stride 1 and no negative padding (a crop); anything else is im2col.
+    """
+    if any(s != 1 for s in stride) or min(lo) < 0:
+        return "im2col"
+    if CONV_PATH is not None:
+        return CONV_PATH
+    return "shifted" if math.prod(kernel) > 1 else "im2col"
+
 
 def _conv(x, w, stride, padding, dilation, hi=None, out=None):
     """Cross-correlation core. x (N, C, *S), w (F, C, *K) -> (out (N*O, F), cols, O).
@@ -251,7 +267,7 @@ def _conv(x, w, stride, padding, dilation, hi=None, out=None):
 
 
 def _conv_t(x, w, stride, padding, output_padding, dilation):
-    """Transposed-convolution core. x (N, C, *S), w (C, F, *K) -> out (N, F, *O).
+    """Transposed-convolution core by im2col. x (N, C, *S), w (C, F, *K) -> out (N, F, *O).
 
     Each input value scatters x * w over its window of the output: one matmul, then col2im
     into the full output (N, *(O + 2p), F), cropped by the padding. With stride 1 it is
@@ -263,9 +279,8 @@ def _conv_t(x, w, stride, padding, output_padding, dilation):
     f, kernel = w.shape[1], w.shape[2:]
     lo = tuple(dl * (k - 1) - p for k, p, dl in zip(kernel, padding, dilation))
     if all(s == 1 for s in stride) and min(lo) >= 0:
-        flipped = np.flip(w, axis=tuple(range(2, w.ndim))).swapaxes(0, 1)  # (F, C, *K)
         hi = tuple(a + op for a, op in zip(lo, output_padding))
-        out2, _, out = _conv(x, flipped, stride, lo, dilation, hi)  # (N*O, F)
+        out2, _, out = _conv(x, _flipped(w), stride, lo, dilation, hi)  # (N*O, F)
         return _first(out2.reshape(n, *out, f))  # (N, F, *O)
     full = [conv_transpose_out(d, k, s, 0, op, dl) for d, k, s, op, dl
             in zip(spatial, kernel, stride, output_padding, dilation)]
@@ -277,6 +292,129 @@ def _conv_t(x, w, stride, padding, output_padding, dilation):
     return _first(buf[(slice(None), *crop)])  # (N, F, *O)
 
 
+def _flipped(w):
+    """A transposed conv's weight (C, F, *K) -> the conv weight (F, C, *K) of its stride-1
+    equivalent: the kernel flipped on every spatial axis, in and out swapped."""
+    return np.flip(w, axis=tuple(range(2, w.ndim))).swapaxes(0, 1)  # (F, C, *K)
+
+
+# ----------------------------------------------------------------------------- shifted slabs
+
+
+class _Grid(NamedTuple):
+    """A batch laid flat for shifted slabs: row n P + sum_a q_a step_a of a (rows, C) array
+    holds position q of sample n, P = prod(pitch). Each axis's pitch is S + max(lo, hi), so
+    the zeros after one row double as the padding before the next; an output position o reads
+    its input at row(o) + offsets[k] under kernel tap k (row-major over K)."""
+
+    n: int
+    pitch: tuple  # (E_1, ..., E_d) positions per axis, padding included
+    offsets: tuple  # (prod K,) rows from an output position to its input under each tap
+    live: int  # output rows computed: the last valid output's row + 1
+    rows: int  # rows of an input grid: the batch and the zero tail its last taps read
+
+
+def _grid(n, spatial, lo, hi, kernel, dilation, out) -> _Grid:
+    """The layout of a stride-1 conv: input at [lo, lo + S) on each axis, output at [0, O)."""
+    pitch = tuple(max(d + max(a, b), o) for d, a, b, o in zip(spatial, lo, hi, out))
+    step = [math.prod(pitch[a + 1:]) for a in range(len(pitch))]  # rows per unit of axis a
+    offsets = tuple(sum(k * dl * s for k, dl, s in zip(tap, dilation, step))
+                    for tap in np.ndindex(*kernel))
+    per = math.prod(pitch)
+    live = (n - 1) * per + sum((o - 1) * s for o, s in zip(out, step)) + 1
+    return _Grid(n, pitch, offsets, live, max(n * per, live + offsets[-1]))
+
+
+def _to_grid(a, grid, start, rows):
+    """a (N, C, *S) -> (rows, C): zeros, with a at [start, start + S) of each sample."""
+    buf = np.zeros((rows, a.shape[1]), a.dtype)  # (rows, C)
+    box = tuple(slice(s, s + d) for s, d in zip(start, a.shape[2:]))
+    lay = buf[:grid.n * math.prod(grid.pitch)].reshape(grid.n, *grid.pitch, -1)  # (N, *E, C)
+    lay[(slice(None), *box)] = np.moveaxis(a, 1, -1)  # (N, *S, C)
+    return buf
+
+
+def _from_grid(buf, grid, start, size):
+    """(rows, C) -> channels-first (N, C, *size), read at [start, start + size)."""
+    lay = buf[:grid.n * math.prod(grid.pitch)].reshape(grid.n, *grid.pitch, -1)  # (N, *E, C)
+    box = tuple(slice(s, s + d) for s, d in zip(start, size))
+    return _first(lay[(slice(None), *box)])  # (N, C, *size)
+
+
+def _taps(w):
+    """A conv weight (F, C, *K) -> (prod K, C, F): one (C, F) slab per kernel tap."""
+    return np.ascontiguousarray(w.reshape(*w.shape[:2], -1).transpose(2, 1, 0))
+
+
+@functools.cache
+def _gemm(dtype):
+    """BLAS's gemm, c = alpha op(a) op(b) + beta c in place: numpy's matmul has no beta.
+    Imported at first use: scipy.linalg costs a second to import."""
+    from scipy.linalg import blas
+
+    return blas.get_blas_funcs("gemm", dtype=np.dtype(dtype))
+
+
+def _gemm_add(a, b, c, beta, trans_a=0):
+    """c (M, N) <- op(a) b + beta c, in place; a, b, c Fortran-ordered (the transposes of
+    C-ordered slabs), so that BLAS reads and writes them where they are."""
+    res = _gemm(c.dtype)(1.0, a, b, beta=beta, c=c, trans_a=trans_a, overwrite_c=True)
+    if res.ctypes.data != c.ctypes.data:  # f2py copied c: a layout this module never makes
+        raise RuntimeError("gemm did not write in place")
+
+
+def _shifted(x, w, lo, hi, dilation, out=None, b=None):
+    """Stride-1 cross-correlation by shifted slabs. x (N, C, *S), w (F, C, *K), b (F,) or None
+    -> (y (N, F, *O), xg (rows, C), grid).
+
+    y over the grid = sum_k xg[offsets[k] : offsets[k] + live] @ w_k, one gemm per tap on a
+    contiguous slice, accumulated by BLAS in place; positions between the rows (past O on an
+    axis) are junk and never read. xg is kept for the weight gradient.
+    """
+    n, c, *spatial = x.shape
+    f, kernel = w.shape[0], w.shape[2:]
+    if out is None:
+        out = tuple(d + a + e - dl * (k - 1) for d, a, e, k, dl
+                    in zip(spatial, lo, hi, kernel, dilation))
+    grid = _grid(n, spatial, lo, hi, kernel, dilation, out)
+    xg = _to_grid(x, grid, lo, grid.rows)  # (rows, C)
+    wk, live = _taps(w), grid.live  # (prod K, C, F)
+    yg = np.empty((n * math.prod(grid.pitch), f), x.dtype)  # (N*P, F)
+    beta = 0.0
+    if b is not None:
+        yg[:live] = b
+        beta = 1.0
+    for k, off in enumerate(grid.offsets):
+        _gemm_add(wk[k].T, xg[off:off + live].T, yg[:live].T, beta)  # (F, live)
+        beta = 1.0
+    return _from_grid(yg, grid, (0,) * len(out), out), xg, grid
+
+
+def _shifted_grads(dout, xg, grid, w, lo, spatial, need_dx=True):
+    """The backward of `_shifted`: dout (N, F, *O) -> (dx (N, C, *S) or None, dw (F, C, *K)).
+
+    dw_k = xg[off_k : off_k + live]^T @ dout over the grid (zeros at the junk positions);
+    dx by the adjoint shifts, dxg[off_k : off_k + live] += dout over the grid @ w_k^T.
+    """
+    f, c, *kernel = w.shape
+    live = grid.live
+    dg = _to_grid(dout, grid, (0,) * (dout.ndim - 2), grid.n * math.prod(grid.pitch))[:live]
+    dwk = np.empty((len(grid.offsets), c, f), dout.dtype)  # (prod K, C, F)
+    for k, off in enumerate(grid.offsets):
+        np.matmul(xg[off:off + live].T, dg, out=dwk[k])  # (C, F)
+    dw = np.ascontiguousarray(dwk.transpose(2, 1, 0)).reshape(f, c, *kernel)  # (F, C, *K)
+    if not need_dx:
+        return None, dw
+    wk = _taps(w)  # (prod K, C, F)
+    dxg = np.zeros((grid.rows, c), dout.dtype)  # (rows, C)
+    for k, off in enumerate(grid.offsets):
+        _gemm_add(wk[k].T, dg.T, dxg[off:off + live].T, 1.0, trans_a=1)  # (C, live)
+    return _from_grid(dxg, grid, lo, spatial), dw
+
+
+# ----------------------------------------------------------------------------- conv layers
+
+
 def conv_forward(x, w, b, stride=1, padding=0, dilation=1):
     """N-d cross-correlation as torch.nn.functional.conv{1,2,3}d.
 
@@ -285,19 +423,27 @@ def conv_forward(x, w, b, stride=1, padding=0, dilation=1):
     """
     nd = x.ndim - 2
     geom = tuple(_tup(v, nd) for v in (stride, padding, dilation))
+    stride, padding, dilation = geom
+    path = _conv_path(w.shape[2:], stride, padding)
+    if path == "shifted":
+        y, xg, grid = _shifted(x, w, padding, padding, dilation, b=b)
+        return y, (path, x.shape, w, b is not None, (xg, grid), geom)
     out2, cols, out = _conv(x, w, *geom)  # (N*O, F)
     if b is not None:
         out2 += b
     y = _first(out2.reshape(x.shape[0], *out, w.shape[0]))  # (N, F, *O)
-    return y, (x.shape, w, b is not None, cols, geom)
+    return y, (path, x.shape, w, b is not None, cols, geom)
 
 
 def conv_backward(dout, cache):
     """dout (N, F, *O) -> (dx (N, C, *S), (dw (F, C, *K), db (F,) or None))."""
-    xshape, w, has_bias, cols, (stride, padding, dilation) = cache
+    path, xshape, w, has_bias, saved, (stride, padding, dilation) = cache
     f, kernel = w.shape[0], w.shape[2:]
+    if path == "shifted":
+        dx, dw = _shifted_grads(dout, *saved, w, padding, xshape[2:])
+        return dx, (dw, dout.sum(axis=(0, *range(2, dout.ndim))) if has_bias else None)
     dout_last = np.moveaxis(dout, 1, -1).reshape(-1, f)  # (N*O, F)
-    dw = np.moveaxis((dout_last.T @ cols).reshape(f, *kernel, -1), -1, 1)  # (F, C, *K)
+    dw = np.moveaxis((dout_last.T @ saved).reshape(f, *kernel, -1), -1, 1)  # (F, C, *K)
     # the input gradient is the transposed conv of dout; output_padding restores the rows
     # that the forward's floor dropped
     lost = tuple(d - conv_transpose_out(o, k, s, p, 0, dl) for d, o, k, s, p, dl
@@ -314,6 +460,14 @@ def conv_transpose_forward(x, w, b, stride=1, padding=0, output_padding=0, dilat
     """
     nd = x.ndim - 2
     geom = tuple(_tup(v, nd) for v in (stride, padding, output_padding, dilation))
+    stride, padding, output_padding, dilation = geom
+    kernel = w.shape[2:]
+    # with stride 1 it is the conv of x with the flipped kernel padded by dil (K - 1) - p
+    lo = tuple(dl * (k - 1) - p for k, p, dl in zip(kernel, padding, dilation))
+    if _conv_path(kernel, stride, lo) == "shifted":
+        hi = tuple(a + op for a, op in zip(lo, output_padding))
+        y, _, _ = _shifted(x, _flipped(w), lo, hi, dilation, b=b)
+        return y, (x, w, b is not None, geom)
     y = _conv_t(x, w, *geom)
     if b is not None:
         y += b.reshape(1, -1, *(1,) * nd)  # (1, F, 1, ...)
@@ -323,17 +477,21 @@ def conv_transpose_forward(x, w, b, stride=1, padding=0, output_padding=0, dilat
 def conv_transpose_backward(dout, cache):
     """dout (N, F, *O) -> (dx (N, C, *S), (dw (C, F, *K), db (F,) or None)).
 
-    dx is the convolution of dout with w read as a conv weight (C out, F in); its im2col
-    matrix gives dw as well.
+    dx is the convolution of dout with w read as a conv weight (C out, F in), with x as that
+    conv's output gradient dw is its weight gradient: im2col's matrix or the shifted slabs.
     """
     x, w, has_bias, (stride, padding, _, dilation) = cache
     c, f, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    db = dout.sum(axis=(0, *range(2, dout.ndim))) if has_bias else None
     # output_padding's last rows reach no input: take only the S windows that do
+    if _conv_path(kernel, stride, padding) == "shifted":
+        dx, dg, grid = _shifted(dout, w, padding, padding, dilation, out=x.shape[2:])
+        _, dw = _shifted_grads(x, dg, grid, w, padding, dout.shape[2:], need_dx=False)
+        return dx, (dw, db)
     dx2, cols, _ = _conv(dout, w, stride, padding, dilation, out=x.shape[2:])  # (N*S, C)
     dx = _first(dx2.reshape(x.shape[0], *x.shape[2:], c))  # (N, C, *S)
     x_last = np.moveaxis(x, 1, -1).reshape(-1, c)  # (N*S, C)
     dw = np.moveaxis((x_last.T @ cols).reshape(c, *kernel, f), -1, 1)  # (C, F, *K)
-    db = dout.sum(axis=(0, *range(2, dout.ndim))) if has_bias else None
     return dx, (np.ascontiguousarray(dw), db)
 
 

@@ -22,7 +22,7 @@ from harness.config import Trial
 from harness.config import load as _load
 from harness.debug.check import CheckOptions
 from harness.debug.check import check as _check
-from harness.reporting.report import ReportOptions, latest_runs
+from harness.reporting.report import ReportOptions, latest_overrides, latest_runs
 from harness.reporting.report import report as _report
 from harness.sweep.results import TrialsTable
 from harness.sweep.runner import RunOptions
@@ -87,10 +87,15 @@ class Results:
 
 def results(file, overrides=(), results: str | Path = "results",
             tracking_uri: str | None = None) -> Results:
-    """The trials of the file's grid (with `overrides`) as the store has them; a trial the
-    store lacks is a row with status "missing"."""
+    """The trials of the grid that the latest `run` of the file ran (its recorded --set
+    list), or of the grid `overrides` make, as the store has them, like `report`; a trial
+    the store lacks is a row with status "missing"."""
     exp, trials = load(file, overrides)
     tracker = Tracker(tracking_uri or default_uri(Path(results)), exp.name)
+    if not overrides:
+        ran = latest_overrides(tracker, file)[1]
+        if ran:
+            exp, trials = load(file, ran)
     runs = latest_runs(tracker, trials)
     table = TrialsTable.from_store(Path(results) / exp.name / "trials.csv", trials, runs)
     return Results(exp, trials, runs, tracker, [table.rows[t.hash] for t in trials])

@@ -2,9 +2,10 @@
 over a decade, one panel when the backends give the same curves."""
 
 import numpy as np
+import pytest
 import pandas as pd
 
-from harness.draw.curves import _panels, curves, ema, spans_a_decade
+from harness.draw.curves import _agreement, _panels, _same_title, curves, ema, spans_a_decade
 
 
 def test_ema_is_pandas_ewm_without_adjustment():
@@ -30,7 +31,8 @@ def _rows_hist(offsets):
 def test_one_panel_when_the_backends_agree_and_one_each_when_they_differ(tmp_path):
     rows, hist = _rows_hist({"numpy": 0.0, "torch": 0.0, "jax": 0.0})
     assert _panels(hist, rows, "train/loss") == ["numpy"]
-    rows, hist = _rows_hist({"numpy": 0.0, "torch": 1e-3, "jax": 0.0})
+    # 0.05 on a range of about 2: 2.5% of the axis, a visible gap
+    rows, hist = _rows_hist({"numpy": 0.0, "torch": 0.05, "jax": 0.0})
     assert _panels(hist, rows, "train/loss") == ["numpy", "torch", "jax"]
     curves(hist, {}, rows, "train/loss", tmp_path / "c.png", "t")  # draws, either way
     assert (tmp_path / "c.png").stat().st_size > 1000
@@ -39,3 +41,16 @@ def test_one_panel_when_the_backends_agree_and_one_each_when_they_differ(tmp_pat
 def test_a_log_axis_only_over_a_decade():
     assert spans_a_decade([[2.0, 0.1]]) and not spans_a_decade([[0.9, 0.12]])
     assert not spans_a_decade([[np.inf, np.nan]])
+
+
+def test_float32_rounding_too_small_to_see_is_one_panel_that_says_how_close():
+    # 1e-3 on a range of about 2 (0.05% of the axis): drawn apart they look identical
+    rows, hist = _rows_hist({"numpy": 0.0, "torch": 1e-3, "jax": 0.0})
+    assert _panels(hist, rows, "train/loss") == ["numpy"]
+    share = _agreement(hist, rows, "train/loss")
+    lo, hi = 2.0 / 100 + 0.005, 2.0 + 0.005 + 1e-3  # the means over seeds 0 and 1
+    assert share == pytest.approx(1e-3 / (hi - lo), rel=1e-6)
+    assert _same_title(hist, rows, "train/loss").startswith(
+        "the same on numpy, torch, jax to 0.05% of the axis")
+    rows, hist = _rows_hist({"numpy": 0.0, "torch": 0.0})
+    assert _same_title(hist, rows, "train/loss") == "identical on numpy, torch"

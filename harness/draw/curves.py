@@ -102,31 +102,57 @@ def spans_a_decade(lines: list) -> bool:
     return bool(finite) and max(finite) / min(finite) >= 10
 
 
-def _panels(hist: dict, rows: list[dict], key: str, rtol: float = 1e-6) -> list[str]:
-    """The backends to draw a panel each for: all of them, or only the first when every
-    point's mean curve is the same on all (to rtol): then one panel says so."""
+VISIBLE = 0.005  # of the axis's range: curves closer than this look like one line
+
+
+def _agreement(hist: dict, rows: list[dict], key: str) -> float | None:
+    """The largest difference between two backends' mean curves of one point, as a
+    fraction of the range all of them span (0.0: identical to 1e-6 relative); None when
+    they cannot be compared (one backend, a point missing on some, different lengths or a
+    diverged step on one only)."""
     backends = _backends(rows)
-    means: dict[tuple, np.ndarray] = {}
-    for backend in backends:
-        for point in dict.fromkeys(r["point"] for r in rows):
+    if len(backends) < 2:
+        return None
+    largest, lo, hi = 0.0, np.inf, -np.inf
+    for point in dict.fromkeys(r["point"] for r in rows):
+        curves_ = []
+        for backend in backends:
             series = [hist.get(r["hash"], {}).get(key) for r in rows
                       if r["backend"] == backend and r["point"] == point]
             series = [s for s in series if s]
-            if series:
-                means[backend, point] = _drawable(mean_band(series)[1])
-    if len(backends) < 2:
-        return backends
-    for point in dict.fromkeys(r["point"] for r in rows):
-        curves_ = [means.get((b, point)) for b in backends]
+            curves_.append(_drawable(mean_band(series)[1]) if series else None)
         if any(c is None for c in curves_) or len({len(c) for c in curves_}) > 1:
-            return backends
+            return None
         ref = curves_[0]
-        for c in curves_[1:]:
+        for c in curves_:
+            if (np.isfinite(ref) != np.isfinite(c)).any():
+                return None
             both = np.isfinite(ref) & np.isfinite(c)
-            if (np.isfinite(ref) != np.isfinite(c)).any() or \
-                    (np.abs(c[both] - ref[both]) > rtol * np.abs(ref[both]) + 1e-300).any():
-                return backends
-    return backends[:1]
+            gap = np.abs(c[both] - ref[both])
+            exact = (gap <= 1e-6 * np.abs(ref[both]) + 1e-300).all()
+            largest = max(largest, 0.0 if exact else float(gap.max(initial=0.0)))
+            if both.any():
+                lo, hi = min(lo, c[both].min()), max(hi, c[both].max())
+    if largest == 0.0:
+        return 0.0
+    return largest / (hi - lo) if hi > lo else np.inf
+
+
+def _panels(hist: dict, rows: list[dict], key: str) -> list[str]:
+    """The backends to draw a panel each for: all of them, or only the first when every
+    point's mean curve is the same on all to within VISIBLE of the axis (then one panel
+    says so, and by how much they differ)."""
+    backends = _backends(rows)
+    share = _agreement(hist, rows, key)
+    return backends[:1] if share is not None and share <= VISIBLE else backends
+
+
+def _same_title(hist: dict, rows: list[dict], key: str) -> str:
+    share = _agreement(hist, rows, key)
+    names = ", ".join(_backends(rows))
+    if not share:
+        return f"identical on {names}"
+    return f"the same on {names} to {100 * share:.2g}% of the axis (one panel for all)"
 
 
 def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
@@ -175,8 +201,7 @@ def curves(hist: dict, trials: dict, rows: list[dict], key: str, path: Path,
             ax.fill_between(steps, ema(low, span), ema(high, span), color=colour[point],
                             alpha=0.15)
             drawn.append((list(mean), not failed))
-        ax.set_title("identical on " + ", ".join(_backends(rows)) if same else backend,
-                     fontsize=9)
+        ax.set_title(_same_title(hist, rows, key) if same else backend, fontsize=9)
         ax.set_xlabel("step")
         smoothed = f" (EMA, span {max(spans)} steps)" if spans and max(spans) > 1 else ""
         ax.set_ylabel(f"{key}{smoothed}")

@@ -61,6 +61,13 @@ def latest_runs(tracker, trials) -> dict[str, object]:
     return best
 
 
+def latest_overrides(tracker, file) -> tuple[object, list[str]]:
+    """The latest `run` of `file` in the store (its parent run, or None) and the --set list
+    it ran with, as recorded on that parent."""
+    latest = tracker.latest_parent(str(file))
+    return latest, json.loads(latest.data.tags.get(OVERRIDES_TAG, "[]")) if latest else []
+
+
 def histories(tracker, runs: dict, keys: tuple[str, ...]) -> dict[str, dict[str, list]]:
     """run hash -> key -> [(step, value)] from MLflow's metric history."""
     return {h: {k: tracker.history(run.info.run_id, k) for k in keys} for h, run in runs.items()}
@@ -113,8 +120,7 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     uri = args.tracking_uri or default_uri(results)
     tracker = Tracker(uri, exp.name)
     if not overrides:
-        latest = tracker.latest_parent(str(file))
-        ran = json.loads(latest.data.tags.get(OVERRIDES_TAG, "[]")) if latest else []
+        latest, ran = latest_overrides(tracker, file)
         if ran:
             try:
                 exp, trials = load(file, ran)

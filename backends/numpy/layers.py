@@ -235,18 +235,28 @@ def _w_last(w):
 # ----------------------------------------------------------------------------- convolution
 
 CONV_PATH = None  # "im2col" or "shifted" forces a path (tests, benchmarks); None: the rule
+SHIFTED_MIN_CHANNELS = 2  # the rule's bounds (module docstring): min(C, F) at least this
+SHIFTED_MAX_JUNK = 1.5  # and grid positions per output at most this
 
 
-def _conv_path(kernel, stride, lo) -> str:
-    """Which core a convolution takes: the rule of the module docstring, or CONV_PATH.
+def _conv_path(channels, spatial, kernel, stride, lo, hi, dilation, out=None) -> str:
+    """Which core a stride-1-able convolution takes: CONV_PATH if set, else the rule of the
+    module docstring. channels: (C in, F out); spatial: the input's S.
 
     Shifted slabs need stride 1 and no negative padding (a crop); anything else is im2col.
     """
-    if any(s != 1 for s in stride) or min(lo) < 0:
+    if any(s != 1 for s in stride) or min(lo) < 0 or min(hi) < 0:
         return "im2col"
     if CONV_PATH is not None:
         return CONV_PATH
-    return "shifted" if math.prod(kernel) > 1 else "im2col"
+    if out is None:
+        out = tuple(d + a + b - dl * (k - 1) for d, a, b, k, dl
+                    in zip(spatial, lo, hi, kernel, dilation))
+    pitch = _pitch(spatial, lo, hi, out)
+    junk = math.prod(pitch) / math.prod(out)  # grid positions computed per output
+    if min(channels) >= SHIFTED_MIN_CHANNELS and junk <= SHIFTED_MAX_JUNK:
+        return "shifted"
+    return "im2col"
 
 
 def _conv(x, w, stride, padding, dilation, hi=None, out=None):
@@ -314,9 +324,15 @@ class _Grid(NamedTuple):
     rows: int  # rows of an input grid: the batch and the zero tail its last taps read
 
 
+def _pitch(spatial, lo, hi, out):
+    """Positions per axis of the flat grid: S and the zeros shared by two neighbouring rows
+    (the padding after one and before the next), and at least O."""
+    return tuple(max(d + max(a, b), o) for d, a, b, o in zip(spatial, lo, hi, out))
+
+
 def _grid(n, spatial, lo, hi, kernel, dilation, out) -> _Grid:
     """The layout of a stride-1 conv: input at [lo, lo + S) on each axis, output at [0, O)."""
-    pitch = tuple(max(d + max(a, b), o) for d, a, b, o in zip(spatial, lo, hi, out))
+    pitch = _pitch(spatial, lo, hi, out)
     step = [math.prod(pitch[a + 1:]) for a in range(len(pitch))]  # rows per unit of axis a
     offsets = tuple(sum(k * dl * s for k, dl, s in zip(tap, dilation, step))
                     for tap in np.ndindex(*kernel))
@@ -424,7 +440,8 @@ def conv_forward(x, w, b, stride=1, padding=0, dilation=1):
     nd = x.ndim - 2
     geom = tuple(_tup(v, nd) for v in (stride, padding, dilation))
     stride, padding, dilation = geom
-    path = _conv_path(w.shape[2:], stride, padding)
+    path = _conv_path((x.shape[1], w.shape[0]), x.shape[2:], w.shape[2:], stride, padding,
+                      padding, dilation)
     if path == "shifted":
         y, xg, grid = _shifted(x, w, padding, padding, dilation, b=b)
         return y, (path, x.shape, w, b is not None, (xg, grid), geom)
@@ -464,8 +481,8 @@ def conv_transpose_forward(x, w, b, stride=1, padding=0, output_padding=0, dilat
     kernel = w.shape[2:]
     # with stride 1 it is the conv of x with the flipped kernel padded by dil (K - 1) - p
     lo = tuple(dl * (k - 1) - p for k, p, dl in zip(kernel, padding, dilation))
-    if _conv_path(kernel, stride, lo) == "shifted":
-        hi = tuple(a + op for a, op in zip(lo, output_padding))
+    hi = tuple(a + op for a, op in zip(lo, output_padding))
+    if _conv_path(w.shape[:2], x.shape[2:], kernel, stride, lo, hi, dilation) == "shifted":
         y, _, _ = _shifted(x, _flipped(w), lo, hi, dilation, b=b)
         return y, (x, w, b is not None, geom)
     y = _conv_t(x, w, *geom)
@@ -484,7 +501,8 @@ def conv_transpose_backward(dout, cache):
     c, f, kernel = w.shape[0], w.shape[1], w.shape[2:]
     db = dout.sum(axis=(0, *range(2, dout.ndim))) if has_bias else None
     # output_padding's last rows reach no input: take only the S windows that do
-    if _conv_path(kernel, stride, padding) == "shifted":
+    if _conv_path((f, c), dout.shape[2:], kernel, stride, padding, padding, dilation,
+                  out=x.shape[2:]) == "shifted":
         dx, dg, grid = _shifted(dout, w, padding, padding, dilation, out=x.shape[2:])
         _, dw = _shifted_grads(x, dg, grid, w, padding, dout.shape[2:], need_dx=False)
         return dx, (dw, db)

@@ -10,10 +10,10 @@ say) is refused here with the layer that cannot take it.
     vgg        stages of depth x [3x3 conv, BN?, act] + 2x2 max pool, channels doubling -> fc
     resnet     stem, stages of depth residual blocks (He et al., 2016), global avg pool, head;
                skips=False gives the plain twin with the same layers and no shortcuts
-    unet       depth levels of two 3x3 convs, 2x max pool down, 2x transposed conv up, skip
+    unet       depth levels of two 3x3 convs, 2x max pool down, 2x up (model.upsample), skip
                concatenation (Ronneberger et al., 2015); 2D or 3D; skips=False is `encdec`;
-               upsample=nearest/linear: 2x fixed upsampling + 3x3 conv instead of the
-               transposed conv (resize-convolution, Odena et al., 2016)
+               the up path is a 2x2 transposed conv, or with upsample=nearest/linear a fixed
+               2x upsampling + 3x3 conv (resize-convolution, Odena et al., 2016)
     encdec     the UNet without its skips: an encoder-decoder
     inception  stem, depth Inception blocks (Szegedy et al., 2015: 1x1, 1x1->3x3,
                1x1->5x5 and pool->1x1 branches, 1x1 reductions), global avg pool, head

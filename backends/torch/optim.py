@@ -135,5 +135,12 @@ def step(spec: OptimizerSpec, params: dict[str, torch.nn.Parameter], grads: dict
     return params, _State(state.optimizer, state.step + 1)
 
 
+def _step_own_grads(state: _State) -> _State:
+    """`step` on the gradients already in each parameter's `.grad` (the trainer's own
+    backward): the same update, without handing them back and forth."""
+    state.optimizer.step()
+    return _State(state.optimizer, state.step + 1)
+
+
 def _np_dtype(p: torch.Tensor) -> np.dtype:
     return np.dtype(str(p.dtype).removeprefix("torch."))

@@ -63,6 +63,8 @@ class TorchTrainer(Trainer):
         else:
             self._opt = opt.load_state(optimizer, self._params, opt_state)
         self._dropouts, self._output_shape = dropout_layers(spec), spec.output_shape
+        self._y_dtype = torch.int64 if spec.loss == "cross_entropy" else self._dtype
+        self._param_list = list(self._params.values())
         self._shapes = {k: tuple(p.shape) for k, p in self._params.items()}
         self._forward_loss = self._eager_forward_loss
         if compile:
@@ -74,19 +76,18 @@ class TorchTrainer(Trainer):
         check_input(x, self.spec.input_shape)
         return self._array(x)  # (N, *spec.input_shape)
 
-    def _array(self, a: np.ndarray) -> torch.Tensor:
+    def _array(self, a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A numpy array on the device in `dtype` (default the trainer's), in one call: the
+        same cast as `.to(device, dtype)` after `as_tensor`, without a second dispatch."""
         a = np.asarray(a)
         if not a.flags.writeable:  # the tasks' arrays are read-only; torch wants to own one
             a = a.copy()
-        return torch.as_tensor(a).to(self._dev, self._dtype)
+        return torch.as_tensor(a, dtype=dtype or self._dtype, device=self._dev)
 
     def _y(self, y: np.ndarray, batch: int) -> torch.Tensor:
+        """(N,) int64 class labels for cross_entropy, else (N, *spec.output_shape) floats."""
         check_targets(y, batch, self._output_shape, self.spec.loss)
-        y = np.asarray(y)
-        y = torch.as_tensor(y if y.flags.writeable else y.copy()).to(self._dev)
-        if self.spec.loss == "cross_entropy":
-            return y.to(torch.int64)  # (N,) class labels
-        return y.to(self._dtype)  # (N, *spec.output_shape)
+        return self._array(y, self._y_dtype)
 
     def _masks(self, masks: Arrays | None, batch: int) -> dict | None:
         """Device masks for a training pass; None in native mode means the module draws them."""
@@ -161,14 +162,19 @@ class TorchTrainer(Trainer):
         self._params, self._opt = opt.step(self.optimizer, self._params, grads, self._opt)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, masks: Arrays | None = None) -> float:
+        """One step, with no Python work a bare torch loop would not do (issue 16): the mode
+        is set only when it changes (`Module.train` walks every submodule, about 10% of a
+        tiny MLP's step), gradients are cleared as `zero_grad(set_to_none=True)` clears them,
+        and the optimizer steps on the gradients backward left in `.grad`."""
         xt = self._x(x)
         yt, masks = self._y(y, len(xt)), self._masks(masks, len(xt))
-        self.module.train()
-        self._opt.optimizer.zero_grad(set_to_none=True)
+        if not self.module.training:  # every mode change goes through the root (nn.apply)
+            self.module.train()
+        for p in self._param_list:
+            p.grad = None
         loss = self._forward_loss(xt, yt, masks)
         loss.backward()
-        grads = {k: p.grad for k, p in self._params.items()}  # None where the loss does not reach
-        self._params, self._opt = opt.step(self.optimizer, self._params, grads, self._opt)
+        self._opt = opt._step_own_grads(self._opt)  # a .grad left None: its param is skipped
         return float(loss.item())
 
     def params(self) -> Arrays:

@@ -18,10 +18,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from harness.config import Trial
-from harness.names import ERROR_TAG, STATUS_TAG
-from harness.sweep.records import record
+from harness.sweep import records
 from harness.sweep.threads import THREAD_VARS, cores, pinned_threads, restore, threads_in_use
 from harness.sweep.tracking import Tracker, now_ms
+from harness.sweep.writer import POLL_S
 from harness.sweep.train import Outcome, Sink, run_trial
 
 
@@ -35,14 +35,14 @@ class Done:
     wall_s: float
 
 
-class TrackerSink(Sink):
-    """Writes a running trial's epochs to MLflow as they end."""
+class WriterSink(Sink):
+    """A running trial's epochs, handed to the writer as they end."""
 
-    def __init__(self, tracker, run_id: str, trial: Trial, progress=None):
-        self.tracker, self.run_id, self.trial, self.bar = tracker, run_id, trial, progress
+    def __init__(self, writer, trial: Trial, progress=None):
+        self.writer, self.trial, self.bar = writer, trial, progress
 
     def metrics(self, rows):
-        self.tracker.log_metrics(self.run_id, rows)
+        self.writer.submit(records.log_epoch, self.trial.hash, rows)
 
     def progress(self, epoch, epochs, loss):
         if self.bar is not None:
@@ -57,30 +57,50 @@ class _Buffer(Sink):
         self.rows += rows
 
 
-def logged_trial(tracker, parent: str, trial: Trial, progress=None) -> Done:
-    """Create the trial's run, train with its epochs logged as they end, record the rest."""
-    run_id = tracker.start_trial(parent, trial, {})
+class Inline:
+    """A writer that writes at once, in this process (a worker logging to a server)."""
+
+    def __init__(self, tracker):
+        self.tracker, self.runs = tracker, {}
+
+    def submit(self, fn, *args, then=None):
+        value = fn(self.tracker, self.runs, *args)
+        if then is not None:
+            then(value)
+
+    def poll(self, timeout=None):
+        pass
+
+
+def _then(on_done, trial: Trial, outcome: Outcome, wall: float):
+    """The callback that reports a trial to the driver once the writer has its run id."""
+    return lambda run_id: on_done(Done(trial, outcome, run_id, wall))
+
+
+def logged_trial(writer, parent: str, trial: Trial, on_done, progress=None) -> None:
+    """Open the trial's run, train with its epochs logged as they end, close it; the driver
+    hears of it (`on_done`) once the writer has written it."""
+    writer.submit(records.open_trial, parent, trial, now_ms())
     start = time.perf_counter()
     try:
-        outcome = run_trial(trial, TrackerSink(tracker, run_id, trial, progress))
+        outcome = run_trial(trial, WriterSink(writer, trial, progress))
     except KeyboardInterrupt:
-        tracker.set_tags(run_id, {STATUS_TAG: "killed"})
-        tracker.end(run_id, "KILLED", end_time=now_ms())
+        writer.submit(records.killed_trial, parent, trial, "interrupted")
         raise
     wall = time.perf_counter() - start
-    tracker.set_tags(run_id, threads_in_use())
-    record(tracker, run_id, trial, outcome, wall)
-    return Done(trial, outcome, run_id, wall)
+    writer.submit(records.close_trial, trial, records.slim(outcome), wall, threads_in_use(),
+                  now_ms(), then=_then(on_done, trial, outcome, wall))
 
 
-def run_local(tracker, parent: str, todo: list[Trial], on_done, progress,
+def run_local(writer, parent: str, todo: list[Trial], on_done, progress,
               threads: int | None = None) -> None:
     """In the driver, one after another; with `threads`, BLAS and torch pinned to that many
     (without, the libraries' defaults: on a busy machine their spinning threads can make a
     small model ten times slower)."""
     with pinned_threads(threads):
         for trial in todo:
-            on_done(logged_trial(tracker, parent, trial, progress))
+            logged_trial(writer, parent, trial, on_done, progress)
+            writer.poll()
 
 
 # ----------------------------------------------------------------------------- remote work
@@ -109,27 +129,24 @@ def direct_work(trial: Trial, uri: str, experiment: str, parent: str,
                 started: str | None = None):
     """In a worker, with a tracking server: log the trial to it directly."""
     _started(started, trial)
-    done = logged_trial(Tracker(uri, experiment), parent, trial)
-    done.outcome.params = {}  # the driver needs no weights: they are in the run's artifacts
-    return done
+    done = []
+    logged_trial(Inline(Tracker(uri, experiment)), parent, trial, done.append)
+    done[0].outcome.params = {}  # the driver needs no weights: they are in the run's artifacts
+    return done[0]
 
 
-def finish_buffered(tracker, parent: str, trial: Trial, result) -> Done:
-    """In the driver: write the records a worker handed back."""
+def finish_buffered(writer, parent: str, trial: Trial, result, on_done) -> None:
+    """In the driver: hand the records a worker handed back to the writer."""
     outcome, rows, start_ms, wall, threads = result
-    run_id = tracker.start_trial(parent, trial, {}, start_time=start_ms)
-    tracker.log_metrics(run_id, rows)
-    tracker.set_tags(run_id, threads)
-    record(tracker, run_id, trial, outcome, wall)
-    return Done(trial, outcome, run_id, wall)
+    writer.submit(records.ended_trial, parent, trial, records.slim(outcome), rows, wall,
+                  threads, start_ms, then=_then(on_done, trial, outcome, wall))
 
 
-def mark_killed(tracker, parent: str, trial: Trial, why: str) -> Done:
+def mark_killed(writer, parent: str, trial: Trial, why: str, on_done=None) -> None:
     """A trial whose worker died: a KILLED run, so that a re-run fills the gap."""
-    run_id = tracker.start_trial(parent, trial, {})
-    tracker.set_tags(run_id, {STATUS_TAG: "killed", ERROR_TAG: why})
-    tracker.end(run_id, "KILLED")
-    return Done(trial, Outcome(status="killed", error=why), run_id, 0.0)
+    outcome = Outcome(status="killed", error=why)
+    writer.submit(records.killed_trial, parent, trial, why,
+                  then=None if on_done is None else _then(on_done, trial, outcome, 0.0))
 
 
 def _is_server(uri: str) -> bool:
@@ -145,7 +162,7 @@ def _init_worker(threads: int) -> None:
         pass
 
 
-def run_pool(tracker, parent: str, todo: list[Trial], on_done, workers: int,
+def run_pool(writer, tracker, parent: str, todo: list[Trial], on_done, workers: int,
              threads: int | None = None) -> None:
     """N spawned workers; threads per worker so that workers x threads <= cores, unless
     `threads` says otherwise."""
@@ -157,12 +174,14 @@ def run_pool(tracker, parent: str, todo: list[Trial], on_done, workers: int,
     try:
         with tempfile.TemporaryDirectory(prefix="harness-started-") as started:
             while queue:  # a pool breaks when a worker dies: start another for the rest
-                queue = _pool_round(tracker, parent, queue, on_done, workers, threads, started)
+                queue = _pool_round(writer, tracker, parent, queue, on_done, workers,
+                                    threads, started)
     finally:
         restore(saved)
 
 
-def _pool_round(tracker, parent, queue, on_done, workers, threads, started) -> list[Trial]:
+def _pool_round(writer, tracker, parent, queue, on_done, workers, threads,
+                started) -> list[Trial]:
     """Run the queue on one pool; return what is left if a worker died."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
@@ -176,7 +195,8 @@ def _pool_round(tracker, parent, queue, on_done, workers, threads, started) -> l
             futures[fut] = t
         pending = set(futures)
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            writer.poll()
             # what finished well is recorded first, should a broken one end this round
             for fut in sorted(finished, key=lambda f: f.exception() is not None):
                 trial = futures[fut]
@@ -187,10 +207,14 @@ def _pool_round(tracker, parent, queue, on_done, workers, threads, started) -> l
                             if not (f.done() and f.exception() is None)]
                     for t in left:
                         if began(t):
-                            on_done(mark_killed(tracker, parent, t, "its worker process died"))
+                            mark_killed(writer, parent, t, "its worker process died",
+                                        on_done)
                     return [t for t in left if not began(t)]
                 del futures[fut]
-                on_done(result if direct else finish_buffered(tracker, parent, trial, result))
+                if direct:
+                    on_done(result)
+                else:
+                    finish_buffered(writer, parent, trial, result, on_done)
         return []
     except KeyboardInterrupt:
         for proc in list(getattr(pool, "_processes", {}).values()):
@@ -198,13 +222,14 @@ def _pool_round(tracker, parent, queue, on_done, workers, threads, started) -> l
         pool.shutdown(wait=False, cancel_futures=True)
         for t in futures.values():
             if began(t):
-                mark_killed(tracker, parent, t, "interrupted")
+                mark_killed(writer, parent, t, "interrupted")
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_ray(tracker, parent: str, todo: list[Trial], on_done, address: str | None) -> None:
+def run_ray(writer, tracker, parent: str, todo: list[Trial], on_done,
+            address: str | None) -> None:
     """A Ray task per trial, asking for one CPU (and a GPU for a gpu trial); a local cluster
     when no address is given. Tasks are not retried: a crash is a KILLED trial."""
     import ray  # deferred: ray takes seconds to import and only --executor ray needs it
@@ -223,18 +248,22 @@ def run_ray(tracker, parent: str, todo: list[Trial], on_done, address: str | Non
         refs[ref] = t
     try:
         while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S)
+            writer.poll()
             for ref in ready:
                 trial = refs.pop(ref)
                 try:
                     result = ray.get(ref)
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError,
                         ray.exceptions.TaskCancelledError) as exc:
-                    on_done(mark_killed(tracker, parent, trial, f"ray: {type(exc).__name__}"))
+                    mark_killed(writer, parent, trial, f"ray: {type(exc).__name__}", on_done)
                     continue
-                on_done(result if direct else finish_buffered(tracker, parent, trial, result))
+                if direct:
+                    on_done(result)
+                else:
+                    finish_buffered(writer, parent, trial, result, on_done)
     except KeyboardInterrupt:
         for ref, trial in refs.items():
             ray.cancel(ref, force=True)
-            mark_killed(tracker, parent, trial, "interrupted")
+            mark_killed(writer, parent, trial, "interrupted")
         raise

@@ -24,6 +24,7 @@ from harness.sweep.threads import cores
 from harness.sweep.tracking import Tracker, TrackingUnavailable, default_uri
 from harness.sweep.train import Outcome
 from harness.sweep.tuning import choose, tuned, tuning_trials
+from harness.sweep.writer import Writer, WriterError
 
 EXIT_OK, EXIT_TRIAL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -152,6 +153,7 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sweep.close()
     if sweep.parent is not None:  # an invocation that ran nothing leaves no empty parent
         tracker.end(sweep.parent, "FINISHED")
     progress.close()
@@ -197,6 +199,12 @@ class _Sweep:
         self.progress, self.done = progress, done
         self.parent: str | None = None  # created with the first trial that runs
         self.statuses: list[str] = []
+        self.writer: Writer | None = None  # started with the first trial that runs
+
+    def close(self) -> None:
+        """Stop the writer; every write was flushed by the executor that queued it."""
+        if self.writer is not None:
+            self.writer.stop()
 
     def run(self, trials: list[Trial], path: Path, table: TrialsTable | None = None
             ) -> TrialsTable:
@@ -228,8 +236,13 @@ class _Sweep:
 
         if todo and self.parent is None:
             self.parent = self.start_parent()
+        if todo and self.writer is None:
+            self.writer = Writer(self.tracker.uri, self.tracker.experiment,
+                                 self.tracker.context)
         try:
-            execute(self.options, self.tracker, self.parent, todo, on_done, self.progress)
+            if todo:
+                execute(self.options, self.tracker, self.parent, todo, on_done,
+                        self.progress, self.writer)
         finally:
             table.write()
         return table
@@ -254,14 +267,24 @@ def _rounds(exp, trials: list[Trial], table: TrialsTable, sweep: _Sweep, progres
 
 
 def execute(options: RunOptions, tracker, parent: str, todo: list[Trial], on_done,
-            progress) -> None:
-    if options.executor == "ray":
-        executors.run_ray(tracker, parent, todo, on_done, options.address)
-    elif options.executor == "pool" and len(todo) > 1:
-        executors.run_pool(tracker, parent, todo, on_done, options.workers or cores(),
-                           options.threads)
-    else:
-        executors.run_local(tracker, parent, todo, on_done, progress, options.threads)
+            progress, writer) -> None:
+    """Run `todo` on the chosen executor, its writes through `writer`, flushed before this
+    returns; on an interrupt, what had finished is written and the rest marked KILLED."""
+    try:
+        if options.executor == "ray":
+            executors.run_ray(writer, tracker, parent, todo, on_done, options.address)
+        elif options.executor == "pool" and len(todo) > 1:
+            executors.run_pool(writer, tracker, parent, todo, on_done,
+                               options.workers or cores(), options.threads)
+        else:
+            executors.run_local(writer, parent, todo, on_done, progress, options.threads)
+    except KeyboardInterrupt:
+        try:
+            writer.flush()
+        except WriterError as exc:  # the interrupt is what the user asked for: say, go on
+            print(f"{exc}", file=sys.stderr)
+        raise
+    writer.flush()
 
 
 def _dry_run(exp, trials: list[Trial], tuning: list[Trial] = ()) -> int:

@@ -34,8 +34,8 @@ from harness.names import (
     VERSION_TAG,
 )
 
-BATCH = 1000  # MLflow's cap on metrics per log_batch call
-PARAM_BATCH = 100  # ... and on params
+BATCH = 1000  # MLflow's cap on metrics (and on all entities) per log_batch call
+PARAM_BATCH = 100  # ... on params, and on tags
 
 
 def default_uri(results: str | Path) -> str:
@@ -203,9 +203,10 @@ class Tracker:
         return run.info.run_id
 
     def start_trial(self, parent_id: str, trial, tags: dict[str, str],
-                    start_time: int | None = None) -> str:
-        from mlflow.entities import Param
-
+                    start_time: int | None = None, rows=()) -> str:
+        """The trial's run, with every tag given, its params, and `rows` of metrics (a trial
+        that has ended elsewhere logs all of them here) in as few log_batch calls as
+        MLflow's caps allow: one for a trial of up to 1000 params and metrics."""
         run = self.client.create_run(
             self.experiment_id, run_name=run_name(trial), start_time=start_time,
             tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash,
@@ -213,25 +214,27 @@ class Tracker:
                   **({PHASE_TAG: trial.phase} if trial.phase != "final" else {})})
         params = flatten(trial.config)
         params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))
-        items = [Param(k, v[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), PARAM_BATCH):
-            self.client.log_batch(run.info.run_id, params=items[i:i + PARAM_BATCH])
+        self.log_batch(run.info.run_id, rows, params)
         return run.info.run_id
+
+    def log_batch(self, run_id: str, rows=(), params: dict | None = None,
+                  tags: dict | None = None) -> None:
+        """Metric rows (key, value, step, timestamp ms), params and tags together, packed
+        into MLflow's caps: 1000 entities a call, of which 100 params and 100 tags."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        metrics = [Metric(k, float(v), int(ts), int(step)) for k, v, step, ts in rows]
+        params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        tags = [RunTag(k, str(v)[:8000]) for k, v in (tags or {}).items()]
+        for m, p, t in pack(metrics, params, tags):
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
     def log_metrics(self, run_id: str, rows: list[tuple[str, float, int, int]]) -> None:
         """rows of (key, value, step, timestamp ms), written BATCH at a time."""
-        from mlflow.entities import Metric
-
-        items = [Metric(k, float(v), int(ts), int(step)) for k, v, step, ts in rows]
-        for i in range(0, len(items), BATCH):
-            self.client.log_batch(run_id, metrics=items[i:i + BATCH])
+        self.log_batch(run_id, rows)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
-        for i in range(0, len(items), PARAM_BATCH):
-            self.client.log_batch(run_id, tags=items[i:i + PARAM_BATCH])
+        self.log_batch(run_id, tags=tags)
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
@@ -253,6 +256,17 @@ class Tracker:
     def download(self, run_id: str, artifact: str, folder: str | Path) -> Path:
         """One artifact of a run, copied into `folder`; its local path."""
         return Path(self.client.download_artifacts(run_id, artifact, str(folder)))
+
+
+def pack(metrics: list, params: list, tags: list):
+    """(metrics, params, tags) per log_batch call: params and tags PARAM_BATCH at a time,
+    metrics filling the rest of BATCH entities; nothing at all, no call."""
+    while metrics or params or tags:
+        p, params = params[:PARAM_BATCH], params[PARAM_BATCH:]
+        t, tags = tags[:PARAM_BATCH], tags[PARAM_BATCH:]
+        room = BATCH - len(p) - len(t)
+        m, metrics = metrics[:room], metrics[room:]
+        yield m, p, t
 
 
 def run_name(trial, limit: int = 60) -> str:

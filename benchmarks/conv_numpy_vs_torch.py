@@ -8,11 +8,12 @@ several repeats after warmup, the GFLOP/s of each, the NumPy path's peak extra m
 (tracemalloc) and, as the roofline, this machine's sgemm rate measured in the same run.
 
     python benchmarks/conv_numpy_vs_torch.py [--repeats 7] [--warmup 2] [--threads N]
-        [--clock wall|cpu] [--paths]
+        [--clock wall|cpu] [--path im2col|shifted] [--paths]
 
 --paths times instead NumPy's two paths against each other (layers.CONV_PATH forced to
 "im2col", then to "shifted", alternately), on these layers and on the convolutions of the
 harness's archs (PATH_LAYERS): the numbers behind the dispatch rule of layers.py.
+--path forces NumPy's path for the main table (im2col is the code before issue 16).
 --clock cpu times with the process's CPU time, which a loaded machine disturbs less than the
 wall clock; it is meaningful only with --threads 1 (every thread's time is summed).
 
@@ -208,6 +209,8 @@ def main(argv=None):
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="wall (default) or cpu: the process's CPU time, steadier on a loaded "
                          "machine, meaningful with --threads 1")
+    ap.add_argument("--path", choices=["im2col", "shifted"], default=None,
+                    help="force NumPy's convolution path (default: its dispatch rule)")
     ap.add_argument("--paths", action="store_true",
                     help="time NumPy's im2col and shifted paths against each other instead")
     args = ap.parse_args(argv)
@@ -230,6 +233,8 @@ def main(argv=None):
     if args.paths:
         bench_paths(args.repeats, args.warmup)
         return
+    layers.CONV_PATH = args.path
+    print(f"NumPy path: {args.path or 'the dispatch rule'}\n")
     print("| layer | input | filters | numpy ms | torch ms | numpy/torch (target) "
           "| numpy GFLOP/s | torch GFLOP/s | numpy peak extra MiB |")
     print("|---|---|---|---|---|---|---|---|---|")

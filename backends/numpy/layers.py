@@ -6,12 +6,29 @@ their order (empty for a parameter-free op). Losses are `loss_forward(out, y) ->
 cache)` and `loss_backward(cache) -> dout`. Every op keeps its input's dtype (float32 or
 float64). nn.py walks the model spec onto them.
 
-Convolution is im2col and one matrix product per layer. The windows are taken channels-last,
-(N, *S, C), so that each window row is a run of C contiguous values, and the product is a
-plain (N*O, K*C) x (K*C, F) sgemm. The backward of a convolution's input is a transposed
-convolution and the backward of a transposed convolution's input a convolution (Dumoulin &
-Visin, "A guide to convolution arithmetic for deep learning", 2016, section 4), so the two
-share their cores: `_conv` (im2col, then matmul) and `_conv_t` (matmul, then col2im).
+Convolution takes one of two paths. im2col: the windows are taken channels-last, (N, *S, C),
+so that each window row is a run of C contiguous values, and the product is a plain
+(N*O, K*C) x (K*C, F) sgemm. Shifted slabs (implicit GEMM without the copy; Chetlur et al.
+2014, "cuDNN", section 3; Lavin & Gray 2016 for the per-tap view): the padded batch lies
+flat channels-last, (rows, C), each axis's row followed by the zeros it shares with the next
+as padding, so that under kernel tap k every output position reads the input row `offsets[k]`
+further on: the output over the grid is sum_k xg[off_k : off_k + L] @ w_k, one gemm per tap
+on a contiguous slice, accumulated in place by BLAS (beta = 1; scipy.linalg.blas, as numpy's
+matmul has no beta), and the few positions past O on each axis are computed and dropped.
+Its backward uses the same slices (dw) and the adjoint shifts (dx). The backward of a
+convolution's input is a transposed convolution and the backward of a transposed
+convolution's input a convolution (Dumoulin & Visin, "A guide to convolution arithmetic for
+deep learning", 2016, section 4), so the two share their cores: `_conv` (im2col, then
+matmul), `_conv_t` (matmul, then col2im) and `_shifted`.
+
+The rule (`_conv_path`; CONV_PATH forces a path): shifted slabs when stride is 1, no
+transposed conv crops (p <= dil (K - 1)), min(C, F) >= 2 and the grid computes at most 1.5
+positions per output (prod(S + p) / prod(O) for a same-padded conv: 1.13 at 16x16, 1.19 at
+16^3, 1.27 at 8x8, 1.56 at 4x4); im2col otherwise. Measured fwd+bwd, float32, one thread
+(benchmarks/README.md, "NumPy convolution: shifted slabs vs im2col"): shifted takes 0.3-0.9x
+im2col's time and a fifth to a tenth of its memory from 8x8 (3D) and 16x16 (2D) up, ties at
+8x8 in 2D and with one input channel, and loses (1.2-1.8x) at 4x4 and 2x2, where the junk
+positions outnumber the savings.
 
 References: cs231n assignment 2 `layers.py` (the forward/backward/cache shape, BatchNorm's
 backward); Ioffe & Szegedy 2015 (BatchNorm); Goodfellow et al. 2013 (Maxout).
@@ -409,18 +426,24 @@ def _shifted(x, w, lo, hi, dilation, out=None, b=None):
 def _shifted_grads(dout, xg, grid, w, lo, spatial, need_dx=True):
     """The backward of `_shifted`: dout (N, F, *O) -> (dx (N, C, *S) or None, dw (F, C, *K)).
 
-    dw_k = xg[off_k : off_k + live]^T @ dout over the grid (zeros at the junk positions);
-    dx by the adjoint shifts, dxg[off_k : off_k + live] += dout over the grid @ w_k^T.
+    dw_k^T = dout over the grid, channels first (zeros at the junk positions), @
+    xg[off_k : off_k + live]; dx by the adjoint shifts, dxg[off_k : off_k + live] += dout
+    over the grid, channels last, @ w_k^T. The two layouts of dout are each one's faster
+    gemm (OpenBLAS, one thread: 15-25% on dw; 2-4x on dx), worth the extra copy.
     """
     f, c, *kernel = w.shape
-    live = grid.live
-    dg = _to_grid(dout, grid, (0,) * (dout.ndim - 2), grid.n * math.prod(grid.pitch))[:live]
-    dwk = np.empty((len(grid.offsets), c, f), dout.dtype)  # (prod K, C, F)
+    live, per = grid.live, math.prod(grid.pitch)
+    dfirst = np.zeros((f, grid.n * per), dout.dtype)  # (F, N*P)
+    box = tuple(slice(0, o) for o in dout.shape[2:])
+    dfirst.reshape(f, grid.n, *grid.pitch)[(slice(None), slice(None), *box)] = \
+        dout.swapaxes(0, 1)  # (F, N, *O)
+    dwk = np.empty((len(grid.offsets), f, c), dout.dtype)  # (prod K, F, C)
     for k, off in enumerate(grid.offsets):
-        np.matmul(xg[off:off + live].T, dg, out=dwk[k])  # (C, F)
-    dw = np.ascontiguousarray(dwk.transpose(2, 1, 0)).reshape(f, c, *kernel)  # (F, C, *K)
+        np.matmul(dfirst[:, :live], xg[off:off + live], out=dwk[k])  # (F, C)
+    dw = np.ascontiguousarray(dwk.transpose(1, 2, 0)).reshape(f, c, *kernel)  # (F, C, *K)
     if not need_dx:
         return None, dw
+    dg = _to_grid(dout, grid, (0,) * (dout.ndim - 2), grid.n * per)[:live]  # (live, F)
     wk = _taps(w)  # (prod K, C, F)
     dxg = np.zeros((grid.rows, c), dout.dtype)  # (rows, C)
     for k, off in enumerate(grid.offsets):

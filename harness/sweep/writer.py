@@ -134,3 +134,4 @@ class Writer:
                     break
         if self._proc.is_alive():
             self._proc.kill()
+        self._pending.clear()  # their results were dropped above

@@ -80,6 +80,9 @@ def limit_threads() -> None:
         # XLA reads its flags when its CPU client starts, at the first JAX computation
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_ONE_THREAD}".strip()
     if not _limits:
+        # scipy's own OpenBLAS (the NumPy backend's shifted-slab conv accumulates with its
+        # gemm) must be loaded before the cap, which reaches only the libraries loaded now
+        import scipy.linalg.blas  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         _limits.append(threadpool_limits(limits=THREADS, user_api="blas"))

@@ -56,3 +56,44 @@ def test_filling_changes_no_hash():
     t = trials[0]
     assert trial_hash(t.config, t.backend, t.device, t.seed) == t.hash
     assert filled(t.config) != t.config  # something was filled (n_val, n_test)
+
+
+ONE = """\
+name: resolved
+task: {name: digits}
+model: {arch: mlp}
+optimizer: {name: sgd, lr: 0.1}
+train: {epochs: 1, batch_size: 128}
+backends: [numpy]
+seeds: [0]
+"""
+
+
+def test_a_run_logs_the_filled_config_as_params_and_config_yaml(tmp_path):
+    import subprocess
+    import sys
+
+    import mlflow
+    import yaml
+
+    f = tmp_path / "resolved.yaml"
+    f.write_text(ONE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(f), "--results",
+                           str(tmp_path / "results"), "--tracking-uri", uri, "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("resolved")
+    (run,) = [r for r in client.search_runs([exp.experiment_id])
+              if r.data.tags.get("harness.kind") == "trial"]
+    depth, width = ARCH_DEFAULTS["mlp"]
+    params = run.data.params
+    assert (params["model.depth"], params["model.width"]) == (str(depth), str(width))
+    assert (params["task.n_train"], params["task.n_val"], params["task.n_test"]) == \
+        ("1200", "297", "300")
+    path = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+    config = yaml.safe_load(Path(path).read_text())
+    assert config["model"]["depth"] == depth and config["task"]["n_train"] == 1200
+    _, (trial,) = load(f)
+    assert run.data.tags["harness.trial"] == trial.hash  # the identity is the file's config

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from harness.config import Trial
+from harness.config import Trial, filled
 from harness.names import DEVICE_NAME_TAG, ERROR_TAG, LAYERS_TAG, STATUS_TAG, STEPS_TAG
 from harness.sweep.train import Outcome
 
@@ -58,8 +58,8 @@ def slim(outcome: Outcome) -> Outcome:
 def _artifacts(tracker, run_id: str, trial: Trial, outcome: Outcome) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        resolved = {**trial.config, "backend": trial.backend, "device": trial.device,
-                    "seed": trial.seed}
+        resolved = {**filled(trial.config), "backend": trial.backend,
+                    "device": trial.device, "seed": trial.seed}
         (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         if outcome.traceback:
             (tmp / "traceback.txt").write_text(outcome.traceback)

@@ -21,7 +21,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from harness.config.expand import flatten
+from harness.config.expand import filled, flatten
 from harness.names import (
     FILE_TAG,
     HOST_TAG,
@@ -212,7 +212,7 @@ class Tracker:
             tags={**self.context, **tags, PARENT_TAG: parent_id, TRIAL_TAG: trial.hash,
                   KIND_TAG: "trial", POINT_TAG: trial.point_label,
                   **({PHASE_TAG: trial.phase} if trial.phase != "final" else {})})
-        params = flatten(trial.config)
+        params = flatten(filled(trial.config))  # the arch's real depth, the real sizes
         params.update(backend=trial.backend, device=trial.device, seed=str(trial.seed))
         self.log_batch(run.info.run_id, rows, params)
         return run.info.run_id

@@ -6,7 +6,9 @@ finish is refused whole, with exit code 2, instead of failing trial after trial.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import sys
 
 import backends
 from harness.config import Trial
@@ -70,6 +72,13 @@ def _check_model(source: str, t: Trial) -> list[ConfigError]:
     where = f"model (at sweep point {t.point_label})" if t.point else "model"
     try:
         data = dataset(t.config["task"], t.seed)
+    except (ImportError, importlib.metadata.PackageNotFoundError) as exc:
+        missing = getattr(exc, "name", None) or str(exc).rsplit(" ", 1)[-1]
+        return [ConfigError(source, "task", f"task {t.config['task']['name']} needs {missing}, "
+                                            f"which {sys.executable} does not have: install "
+                                            "the project's requirements (pip install -e "
+                                            "\".[all]\") into this Python, or run that of "
+                                            "its virtual environment")]
     except Exception as exc:  # noqa: BLE001 -- reported as a config error, with its cause
         return [ConfigError(source, "task", f"could not load task: {type(exc).__name__}: "
                                             f"{exc}")]

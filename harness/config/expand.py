@@ -153,7 +153,8 @@ def check_experiment(ck: Checker, raw: dict):
         if rounds is not BAD and rounds.max < rounds.min:
             ck.error("seeds.max", f"expected max >= min ({rounds.min}), found {rounds.max}")
             rounds = BAD
-        body = {**body, "seeds": list(range(rounds.min)) if rounds is not BAD else [0]}
+        body = {**body, "seeds": list(range(rounds.first, rounds.first + rounds.min))
+                if rounds is not BAD else [0]}
     exp = ck.dataclass(schema.Experiment, body, "")
     if exp is not BAD and rounds is not None:
         exp = BAD if rounds is BAD else dataclasses.replace(exp, seed_rounds=rounds)
@@ -277,6 +278,10 @@ def _check_claims(ck: Checker, raw: dict, task_defaults: dict) -> None:
                     not isinstance(axis, str) or path_exists(raw, axis, task_defaults)):
                 ck.error(f"expect[{i}].agree", f"expected backend, device, seed or a config "
                                                f"path, found {axis!r}")
+            if claim.get("paired"):
+                ck.error(f"expect[{i}].paired", "expected paired only on a better/than or "
+                                                "equivalent claim; agree already compares "
+                                                "trials seed by seed")
             continue
         if "equivalent" in forms:
             _check_equivalent(ck, raw, task_defaults, claim, f"expect[{i}]")

@@ -71,6 +71,11 @@ class Claim:
     higher_is_better: bool | None = None  # None: accuracy and throughput up, losses down
     test: str = choice("welch", ("welch", "bootstrap"))
     alpha: float = checked(0.05, lambda x: 0 < x < 1, "in (0, 1)")
+    # A's and B's trials matched by seed (and by the value of every key the claim pools
+    # over), judged on the per-seed differences: the paired t-test (harness/verdicts/
+    # twosample.py). For arms that share per seed what varies most, such as the scenes
+    # a 3D task draws from the seed, or the initial weights and the data order.
+    paired: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,11 +108,13 @@ class SeedRounds:
     """`seeds: {min: 3, max: 10}`: seeds until decided (issue 15). The arms run `min` seeds,
     the claims are judged, and the arms of undecided claims get `round` more at a time, up to
     `max`, under a group-sequential rule that keeps each claim's error at its alpha
-    (harness/verdicts/sequential.py). Seeds are 0, 1, 2, ... in that order."""
+    (harness/verdicts/sequential.py). Seeds are first, first + 1, ... in that order: a
+    redesigned experiment starts from seeds no earlier run has looked at."""
 
     min: int = checked(3, at_least(2), ">= 2")  # a verdict needs two seeds a side
     max: int = checked(10, at_least(2), ">= 2")
     round: int = checked(1, at_least(1), ">= 1")  # seeds added per round
+    first: int = checked(0, at_least(0), ">= 0")  # the first seed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -85,6 +85,10 @@ def check_tune(ck: Checker, raw: dict, axes: dict, task_defaults: dict) -> None:
                     if err.path == path or err.path.startswith((f"{path}.", f"{path}[")):
                         ck.error(f"{where}[{i}]{err.path[len(path):]}", err.message)
     seeds, tuning_seeds = raw.get("seeds", [0]), tune.get("seeds", [])
+    if isinstance(seeds, dict):  # seeds until decided: every seed the rule may run
+        first, most = seeds.get("first", 0), seeds.get("max", 10)
+        seeds = list(range(first, first + most)) if isinstance(first, int) and \
+            isinstance(most, int) else []
     if isinstance(seeds, list) and isinstance(tuning_seeds, list):
         shared = sorted(set(map(str, seeds)) & set(map(str, tuning_seeds)), key=str)
         if shared:

@@ -144,8 +144,9 @@ def report(file, overrides=(), options: ReportOptions = ReportOptions()) -> int:
     if exp.tune:
         trials, tuning_text = _tuned(tracker, trials, out)
     if exp.seed_rounds:  # seeds until decided: only the seeds the rule asked for ran
-        first, candidates = rounds.plan(exp).looks[0], rounds.all_seeds(trials,
-                                                                         rounds.plan(exp))
+        plan = rounds.plan(exp)
+        first = exp.seed_rounds.first + plan.looks[0]  # the seeds every arm runs
+        candidates = rounds.all_seeds(trials, plan)
         found = latest_runs(tracker, candidates)
         trials = [t for t in candidates if t.seed < first or t.hash in found]
     runs = latest_runs(tracker, trials)

@@ -2,7 +2,7 @@
 adds, by the group-sequential rule of harness/verdicts/sequential.py.
 
 After each look the runner judges the claims on what ran; the arms of the claims still
-undecided get the next `round` seeds (the seeds are 0, 1, 2, ... in order), until every claim
+undecided get the next `round` seeds (the seeds are first, first + 1, ... in order), until every claim
 is decided or `max` is reached. `report` replays the same looks from the store.
 """
 
@@ -33,7 +33,8 @@ def next_round(p: SequentialPlan, look: int, exp, trials: list[Trial], rows: lis
     arms = undecided_arms(p, look, exp.expect, verdicts)
     if not arms:
         return verdicts, []
-    seeds = range(p.looks[look], p.looks[look + 1])
+    first = min(t.seed for t in trials)  # `seeds: {first: ...}`
+    seeds = range(first + p.looks[look], first + p.looks[look + 1])
     new = [derive(t, {}, seed=s) for t in templates(trials)
            if any(a.covers(base_row(t)) for a in arms) for s in seeds]
     return verdicts, new
@@ -42,6 +43,7 @@ def next_round(p: SequentialPlan, look: int, exp, trials: list[Trial], rows: lis
 def all_seeds(trials: list[Trial], p: SequentialPlan) -> list[Trial]:
     """Every trial the rule could run: each arm on every seed up to the plan's max (what
     `report` looks for in the store; only those that ran are there)."""
+    first = min(t.seed for t in trials)
     extra = [derive(t, {}, seed=s) for t in templates(trials)
-             for s in range(p.looks[0], p.max_seeds)]
+             for s in range(first + p.looks[0], first + p.max_seeds)]
     return [*trials, *extra]

@@ -145,29 +145,52 @@ def groups(claim, rows: list[dict]) -> list[tuple[str, list[dict]]]:
 
 
 def arm_values(claim, rows: list[dict]) -> tuple[list[float], list[float]]:
-    """The final values of arm A and arm B over the finished and diverged rows."""
+    """The final values of arm A and arm B over the finished and diverged rows; for a
+    `paired` claim, A[i] and B[i] are one pair (`pairs`)."""
     higher = higher_is_better(claim.metric, claim.higher_is_better)
     usable = [r for r in rows if r.get("status") in USABLE]
     a, b = sides(claim)
+    if claim.paired:
+        return pairs(claim, usable, higher)
     return ([_value(r, claim.metric, higher) for r in usable if matches(a, r)],
             [_value(r, claim.metric, higher) for r in usable if matches(b, r)])
+
+
+def pairs(claim, rows: list[dict], higher: bool) -> tuple[list[float], list[float]]:
+    """A's and B's values matched by seed and by the value of every key the claim pools
+    over (`varying`), in seed order; a trial whose partner did not finish or diverge is left
+    out, as an unpaired claim leaves out a failed trial."""
+    keys = sorted(varying(claim, rows))
+    key = lambda r: (int(r["seed"]), *(str(r.get(k)) for k in keys))  # noqa: E731
+    a_side, b_side = sides(claim)
+    a = {key(r): _value(r, claim.metric, higher) for r in rows if matches(a_side, r)}
+    b = {key(r): _value(r, claim.metric, higher) for r in rows if matches(b_side, r)}
+    both = sorted(set(a) & set(b))
+    return [a[k] for k in both], [b[k] for k in both]
+
+
+def varying(claim, rows: list[dict]) -> dict[str, int]:
+    """The config keys that vary within a side of the claim, with how many values: what
+    the claim counts together with the seeds."""
+    found = {}
+    for side in sides(claim):
+        mine = [r for r in rows if matches({**claim.where, **side}, r)]
+        for key in {k for r in mine for k in r if k.split(".")[0] in SECTIONS}:
+            if key in side or key in claim.where:
+                continue
+            values = {str(r.get(key)) for r in mine}
+            if len(values) > 1:
+                found[key] = max(found.get(key, 0), len(values))
+    return found
 
 
 def pooled(claim, rows: list[dict]) -> str:
     """'pools over model.batchnorm (2 values)': the config keys that vary within a side of
     the claim, whose trials it counts together with the seeds (say so, or the n per side
     looks like seeds alone)."""
-    varying = {}
-    for side in sides(claim):
-        mine = [r for r in rows if matches({**claim.where, **side}, r)]
-        for key in {k for r in mine for k in r if "." in k and "/" not in k}:
-            if key in side or key in claim.where:
-                continue
-            values = {str(r.get(key)) for r in mine}
-            if len(values) > 1:
-                varying[key] = max(varying.get(key, 0), len(values))
-    return ("pools over " + ", ".join(f"{k} ({n} values)" for k, n in sorted(varying.items()))
-            if varying else "")
+    found = varying(claim, rows)
+    return ("pools over " + ", ".join(f"{k} ({n} values)" for k, n in sorted(found.items()))
+            if found else "")
 
 
 def _compare(claim, rows: list[dict]) -> list[Verdict]:
@@ -182,11 +205,11 @@ def _compare(claim, rows: list[dict]) -> list[Verdict]:
         if not any(r.get("status") in USABLE for r in scope):  # all missing, failed, killed
             j = Judgement("INCONCLUSIVE", None, "no finished or diverged trial")
         else:
-            j = test(a, b, margin, higher, claim.test, claim.alpha)
+            j = test(a, b, margin, higher, claim.test, claim.alpha, paired=claim.paired)
         note = "; ".join(filter(None, [j.note, pooled(claim, scope)]))
         verdicts.append(Verdict(describe(claim), label, j.verdict, a, b, margin, j.p, note,
-                                j.alternative, effect=effect(a, b, higher, claim.test),
-                                kind=kind(claim)))
+                                j.alternative, kind=kind(claim),
+                                effect=effect(a, b, higher, claim.test, paired=claim.paired)))
     return verdicts
 
 

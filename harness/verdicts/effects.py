@@ -2,9 +2,11 @@
 seeds can tell, not by how much.
 
     difference   mean(A) - mean(B) in the metric's own units, with its 95% interval:
-                 Welch's (the t interval with Welch-Satterthwaite degrees of freedom), or
-                 the percentile bootstrap's for a claim judged by the bootstrap. None where a
-                 seed diverged (no mean) or a metric is missing.
+                 Welch's (the t interval with Welch-Satterthwaite degrees of freedom), the
+                 paired t interval of the differences for a `paired` claim, or the
+                 percentile bootstrap's for a claim judged by the bootstrap (pairs resampled
+                 together when paired). None where a seed diverged (no mean) or a metric is
+                 missing.
     P(A better)  the probability of improvement, P(X > Y) + P(X = Y) / 2 for a seed X of A
                  and a seed Y of B: the Mann-Whitney U statistic over n m (rliable's
                  `probability_of_improvement`, Agarwal et al. 2021; Bouthillier et al. 2021),
@@ -45,9 +47,11 @@ class Effect(NamedTuple):
 NONE = Effect(None, None, None, None, None, None)
 
 
-def effect(better, than, higher: bool, test: str = "welch", rng_seed: int = 0) -> Effect:
+def effect(better, than, higher: bool, test: str = "welch", rng_seed: int = 0,
+           paired: bool = False) -> Effect:
     """The difference of means and the probability of improvement of A over B, each with
-    its 95% interval, from the final values per seed (a diverged seed is +-inf)."""
+    its 95% interval, from the final values per seed (a diverged seed is +-inf; `paired`:
+    A[i] and B[i] ran on one seed)."""
     a, b = np.asarray(better, float), np.asarray(than, float)
     if not len(a) or not len(b) or np.isnan(a).any() or np.isnan(b).any():
         return NONE
@@ -57,8 +61,10 @@ def effect(better, than, higher: bool, test: str = "welch", rng_seed: int = 0) -
     diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return Effect(diff, None, None, poi, poi_low, poi_high)
-    low, high = (_bootstrap_interval(a, b, rng_seed) if test == "bootstrap"
-                 else welch_interval(a, b))
+    if test == "bootstrap":
+        low, high = _bootstrap_interval(a, b, rng_seed, paired)
+    else:
+        low, high = paired_interval(a, b) if paired else welch_interval(a, b)
     return Effect(diff, low, high, poi, poi_low, poi_high)
 
 
@@ -77,12 +83,25 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> tuple[
     return diff - half, diff + half
 
 
-def _bootstrap_interval(a, b, rng_seed: int) -> tuple[float, float]:
+def paired_interval(a: np.ndarray, b: np.ndarray, level: float = LEVEL
+                    ) -> tuple[float, float]:
+    """mean(a - b) +- t_{n-1, (1 + level)/2} sd(a - b) / sqrt(n): a[i] and b[i] on one
+    seed (the interval of scipy.stats.ttest_rel)."""
+    from scipy import special  # deferred: ~0.3 s, only judging needs it
+
+    d = a - b
+    diff = float(d.mean())
+    se = float(np.sqrt(d.var(ddof=1) / len(d)))
+    half = float(special.stdtrit(len(d) - 1, (1 + level) / 2)) * se
+    return diff - half, diff + half
+
+
+def _bootstrap_interval(a, b, rng_seed: int, paired: bool = False) -> tuple[float, float]:
     from scipy import stats  # deferred: ~0.3 s, only judging needs it
 
     res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
                           confidence_level=LEVEL, method="percentile", n_resamples=RESAMPLES,
-                          rng=np.random.default_rng(rng_seed))
+                          paired=paired, rng=np.random.default_rng(rng_seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

@@ -32,6 +32,13 @@ Every verdict needs at least 2 seeds on each side. The test, by what the seeds g
     welch      otherwise, Welch's t-test (as scipy.stats.ttest_ind, equal_var=False); against
                an exact side, the one-sample t-test of the other side (as scipy.stats.
                ttest_1samp), which is what Welch's test becomes when one variance is 0.
+    paired     a claim with `paired: true`, whose A[i] and B[i] ran on one seed: the paired
+               t-test, the one-sample t-test of the differences A[i] - B[i] against the shift
+               (as scipy.stats.ttest_rel), df n - 1. It removes what the two arms of a seed
+               share (its scenes, its data order, its initial weights) from the noise.
+               Differences all equal (to a relative 1e-12 of the values) are exact, as
+               above; a diverged seed falls back to the unpaired rank test. `test:
+               bootstrap` resamples the pairs together.
     bootstrap  or, if the claim asks, the percentile bootstrap distribution of the difference
                of means (scipy.stats.bootstrap, 4999 seeded resamples): p is the share of
                resampled differences on the wrong side of the shift, so that p <= alpha is
@@ -74,6 +81,7 @@ class Evidence:
     exact_a: bool = False  # a one-sample t-test against the exact side
     exact_b: bool = False
     rng_seed: int = 0
+    paired: bool = False  # a[i] and b[i] ran on one seed: tests read a - b
     _cache: dict = field(default_factory=dict, repr=False)
 
     def p(self, shift: float, alternative: str) -> float:
@@ -99,7 +107,9 @@ class Evidence:
         to it) at a millisecond a call, too slow for a stopping rule's simulation."""
         if shift not in self._cache:
             a, b = self.a - shift, self.b
-            if self.exact_b:  # a against b's one value
+            if self.paired:  # the differences against 0: scipy.stats.ttest_rel
+                self._cache[shift] = _one_sample(a - b, 0.0)
+            elif self.exact_b:  # a against b's one value
                 self._cache[shift] = _one_sample(a, b.mean())
             elif self.exact_a:  # b against a's one value: b ahead is a behind
                 t, df = _one_sample(b, a.mean())
@@ -125,8 +135,8 @@ class Evidence:
             from scipy import stats  # deferred: ~0.3 s, only judging needs it
 
             res = stats.bootstrap((self.a, self.b), _mean_difference, method="percentile",
-                                  n_resamples=RESAMPLES, rng=np.random.default_rng(
-                                      self.rng_seed))
+                                  n_resamples=RESAMPLES, paired=self.paired,
+                                  rng=np.random.default_rng(self.rng_seed))
             self._cache["bootstrap"] = res.bootstrap_distribution
         return self._cache["bootstrap"]
 
@@ -147,13 +157,24 @@ def signed(values, higher: bool) -> np.ndarray:
     return v
 
 
-def evidence(better, than, higher: bool, test: str = "welch", rng_seed: int = 0) -> Evidence:
-    """The two arms' final values (per seed) and the test the module's docstring picks."""
+def evidence(better, than, higher: bool, test: str = "welch", rng_seed: int = 0,
+             paired: bool = False) -> Evidence:
+    """The two arms' final values (per seed; with `paired`, A[i] and B[i] on one seed) and
+    the test the module's docstring picks."""
     a, b = signed(better, higher), signed(than, higher)
     if np.isnan(a).any() or np.isnan(b).any():
         return Evidence(a, b, "", "a metric is missing")
     if len(a) < 2 or len(b) < 2:
         return Evidence(a, b, "", "needs at least 2 seeds on each side")
+    if paired and len(a) != len(b):
+        raise ValueError(f"paired arms differ in length: {len(a)} and {len(b)}")
+    if paired and np.isfinite(a).all() and np.isfinite(b).all():
+        d = a - b
+        if np.ptp(d) <= EXACT * max(np.abs(a).max(), np.abs(b).max()):  # one difference
+            return Evidence(a, b, "exact", f"paired over {len(a)} seeds")
+        note = f"paired t-test over {len(a)} seeds"
+        return Evidence(a, b, "welch" if test == "welch" else "bootstrap", note,
+                        rng_seed=rng_seed, paired=True)
     down_a, down_b = np.isinf(a), np.isinf(b)
     exact_a, exact_b = _exact(a), _exact(b)
     ordered = (down_a.all() and not down_b.any()) or (down_b.all() and not down_a.any())
@@ -161,7 +182,8 @@ def evidence(better, than, higher: bool, test: str = "welch", rng_seed: int = 0)
         return Evidence(a, b, "exact")
     if down_a.any() or down_b.any():
         n = int(down_a.sum() + down_b.sum())
-        return Evidence(a, b, "ranks", f"rank test (Mann-Whitney U), {n} diverged "
+        unpaired = "unpaired " if paired else ""
+        return Evidence(a, b, "ranks", f"{unpaired}rank test (Mann-Whitney U), {n} diverged "
                                        f"seed{'s' * (n > 1)} ranked worst", rng_seed=rng_seed)
     if test == "welch":
         note = ("the other side is exact: one-sample t-test" if exact_b else
@@ -186,7 +208,7 @@ def better_than(ev: Evidence, margin: float, level: float) -> Judgement:
     if not ev.test:
         return Judgement("INCONCLUSIVE", None, ev.note)
     if ev.test == "exact":
-        return _exact_better(ev.a.mean(), ev.b.mean(), margin)
+        return _with_note(_exact_better(ev.a.mean(), ev.b.mean(), margin), ev.note)
     return _decide(ev.p(margin, "greater"), ev.p(margin, "less"), level, ev.note,
                    ("better", "worse"))
 
@@ -196,23 +218,27 @@ def equivalence(ev: Evidence, within: float, level: float) -> Judgement:
     if not ev.test:
         return Judgement("INCONCLUSIVE", None, ev.note)
     if ev.test == "exact":
-        return _exact_equivalence(ev.a.mean(), ev.b.mean(), within)
+        return _with_note(_exact_equivalence(ev.a.mean(), ev.b.mean(), within), ev.note)
     p_in = max(ev.p(-within, "greater"), ev.p(within, "less"))
     p_out = min(1.0, 2 * min(ev.p(-within, "less"), ev.p(within, "greater")))
     return _decide(p_in, p_out, level, ev.note, ("within", "outside"))
 
 
+def _with_note(j: Judgement, note: str) -> Judgement:
+    return j._replace(note="; ".join(filter(None, [note, j.note])))
+
+
 def judge(better: list[float], than: list[float], margin: float, higher: bool, test: str,
-          alpha: float, rng_seed: int = 0) -> Judgement:
+          alpha: float, rng_seed: int = 0, paired: bool = False) -> Judgement:
     """(verdict, one-sided p or None, note, alternative of p) for one better/than claim on
     one group. A diverged seed is an infinite value."""
-    return better_than(evidence(better, than, higher, test, rng_seed), margin, alpha)
+    return better_than(evidence(better, than, higher, test, rng_seed, paired), margin, alpha)
 
 
 def judge_equivalent(a: list[float], b: list[float], within: float, higher: bool, test: str,
-                     alpha: float, rng_seed: int = 0) -> Judgement:
+                     alpha: float, rng_seed: int = 0, paired: bool = False) -> Judgement:
     """The same for an equivalent claim: PASS if |mean(A) - mean(B)| < within is shown."""
-    return equivalence(evidence(a, b, higher, test, rng_seed), within, alpha)
+    return equivalence(evidence(a, b, higher, test, rng_seed, paired), within, alpha)
 
 
 def _exact_better(a: float, b: float, margin: float) -> Judgement:

@@ -81,7 +81,7 @@ def test_run_logs_parent_children_params_metrics_artifacts(tmp_path, small):
     assert [m.step for m in history] == list(range(1, 2 * (256 // 32) + 1))
     assert len(c.get_metric_history(kid.info.run_id, "val/accuracy")) == 2
     names = {a.path for a in c.list_artifacts(kid.info.run_id)}
-    assert {"config.yaml", "loss_curve.png", "params.npz"} <= names
+    assert {"config.yaml", "loss_curve.svg", "params.npz"} <= names
     with open(tmp_path / "results" / "small" / "trials.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and all(r["status"] == "finished" for r in rows)

@@ -1,7 +1,8 @@
-"""The drawing room: matplotlib pictures from plain data, never from MLflow or a model.
+"""The drawing room: pictures from plain data, never from MLflow or a model.
 
-    curves.py   loss curves per trial, curves per sweep value with a band over seeds, final
-                metrics and throughput per backend
+    svg.py      one trial's loss curve, a hand-written SVG (no matplotlib: ~1 ms a trial)
+    curves.py   curves per sweep value with a band over seeds, final metrics and throughput
+                per backend
     volumes.py  slices and marching-cubes surfaces of 3D predictions (sdf)
     layers.py   per-layer diagnostics over steps and against the layer
 

@@ -1,4 +1,5 @@
-"""Plots, drawn with matplotlib's Agg backend (no display); imported only when drawing."""
+"""Plots, drawn with matplotlib's Agg backend (no display); imported only when drawing. A
+trial's own loss curve is svg.py's, drawn without matplotlib."""
 
 from __future__ import annotations
 
@@ -18,25 +19,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def loss_curve(history: dict, title: str, path: Path) -> None:
-    """One trial's training loss per step, and validation loss per epoch."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, style in (("train/loss", "-"), ("val/loss", "o-")):
-        points = history.get(key) or []
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, style, label=key, markersize=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=8)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _backends(rows) -> list[str]:

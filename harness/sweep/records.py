@@ -1,11 +1,13 @@
 """What a trial leaves in MLflow (SPEC 4.5): its run, params and step metrics, timings, status
 tags, and the artifacts `config.yaml` (the resolved config), `params.npz` (the final
-canonical parameters), `loss_curve.png` and, for a failed trial, `traceback.txt`.
+canonical parameters), `loss_curve.svg` and, for a failed trial, `traceback.txt`.
 
 The functions taking `(tracker, runs, ...)` are the jobs of the driver's writer process
 (harness/sweep/writer.py): `tracker` is that process's Tracker, `runs` its trial hash ->
 run id of the trials it has open. The per-trial picture is drawn there, off the training
-process, and everything a trial writes at its end goes in one log_batch call.
+process, as a hand-written SVG (harness/draw/svg.py: about a millisecond, where
+matplotlib's PNG took 0.2 s of CPU a trial), and everything a trial writes at its end goes
+in one log_batch call.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import numpy as np
 import yaml
 
 from harness.config import Trial, filled
+from harness.draw.svg import loss_curve
 from harness.names import DEVICE_NAME_TAG, ERROR_TAG, LAYERS_TAG, STATUS_TAG, STEPS_TAG
 from harness.sweep.train import Outcome
 
 MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
                  "killed": "KILLED"}
-CURVE_KEYS = ("train/loss", "val/loss")  # what loss_curve.png draws
+CURVE_KEYS = ("train/loss", "val/loss")  # what loss_curve.svg draws
 
 
 def now_ms() -> int:
@@ -66,9 +69,7 @@ def _artifacts(tracker, run_id: str, trial: Trial, outcome: Outcome) -> None:
         if outcome.params:
             np.savez(tmp / "params.npz", **outcome.params)
         if outcome.history.get("train/loss"):
-            from harness.draw.curves import loss_curve  # deferred: matplotlib, ~0.3 s
-
-            loss_curve(outcome.history, trial.label, tmp / "loss_curve.png")
+            loss_curve(outcome.history, trial.label, tmp / "loss_curve.svg")
         tracker.log_artifacts(run_id, tmp)
 
 

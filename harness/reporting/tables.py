@@ -40,6 +40,8 @@ COLUMNS = {
     "poi": ("P(A better)", "probability of improvement"),
     "poi_low": ("P low", "its bootstrap 95% interval, low end"),
     "poi_high": ("P high", "... high end"),
+    "effect": ("A − B (95% CI)", "the difference with its interval, as one cell"),
+    "poi_ci": ("P(A better) (95% CI)", "the probability of improvement with its interval"),
     "p": ("p", "one-sided p of the alternative"),
     "alternative": ("H1", "better, worse, within or outside"),
     "p_holm": ("Holm p", "p adjusted over the file's rows (Holm)"),
@@ -47,8 +49,8 @@ COLUMNS = {
     "note": ("note", "what the verdict rests on"),
 }
 FORMATS = ("markdown", "latex", "csv")
-BRIEF = ("experiment", "claim", "verdict", "a_mean", "b_mean", "diff", "poi", "n_a", "n_b",
-         "p_holm", "tuned")  # the folder table's columns
+BRIEF = ("experiment", "claim", "verdict", "a_mean", "b_mean", "effect", "poi_ci", "n_a",
+         "n_b", "p_holm", "tuned")  # the folder table's columns
 
 
 def _stats(values) -> tuple[float | None, float | None, int]:
@@ -80,11 +82,23 @@ def records(name: str, claims, verdicts, rows: list[dict]) -> list[dict]:
             "a_mean": am, "a_std": asd, "n_a": an, "b_mean": bm, "b_std": bsd, "n_b": bn,
             "margin": v.margin, "diff": e and e.diff, "diff_low": e and e.low,
             "diff_high": e and e.high, "poi": e and e.poi, "poi_low": e and e.poi_low,
-            "poi_high": e and e.poi_high, "p": v.p_value, "alternative": v.alternative,
+            "poi_high": e and e.poi_high, "effect": _ci(e and e.diff, e and e.low,
+                                                          e and e.high, ".3g"),
+            "poi_ci": _ci(e and e.poi, e and e.poi_low, e and e.poi_high, ".2f"),
+            "p": v.p_value, "alternative": v.alternative,
             "p_holm": v.p_holm,
             "tuned": "" if claims[v.index].agree else _tuned(claims[v.index], rows),
             "note": v.note})
     return out
+
+
+def _ci(point, low, high, digits: str) -> str:
+    """'0.029 [0.009, 0.049]', or the point alone, or '' (table.py's cells, as text)."""
+    if point is None:
+        return ""
+    if low is None:
+        return f"{point:{digits}}"
+    return f"{point:{digits}} [{low:{digits}}, {high:{digits}}]"
 
 
 def check_columns(columns: list[str]) -> list[str]:
@@ -143,8 +157,9 @@ def read_csv(path) -> list[dict]:
     """claims.csv back into records, numbers as floats (None where empty)."""
     def value(column, text):
         if text == "" or column in ("experiment", "claim", "judged_on", "verdict",
-                                    "alternative", "tuned", "note"):
-            return None if text == "" and column not in ("tuned", "note") else text
+                                    "alternative", "tuned", "note", "effect", "poi_ci"):
+            return None if text == "" and column not in ("tuned", "note", "effect",
+                                                         "poi_ci") else text
         return int(text) if column in ("n_a", "n_b") else float(text)
 
     with open(path, newline="") as f:

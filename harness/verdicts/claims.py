@@ -116,6 +116,7 @@ def describe(claim) -> str:
     if claim.agree:
         return f"{claim.metric} agrees over {claim.agree} within {claim.within:g}{where}"
     a, b = sides(claim)
+    where += " (paired)" if claim.paired else ""
     if claim.equivalent:
         return f"{sel(a)} matches {sel(b)} on {claim.metric} within ±{claim.within:g}{where}"
     return f"{sel(a)} beats {sel(b)} on {claim.metric}{where}"

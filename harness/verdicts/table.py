@@ -19,7 +19,8 @@ if the adjusted p is at most the claim's alpha.
 
 A is the claim's first configuration (`better:`, or the first of `equivalent:`), B the
 other. A − B: the difference of the means over seeds, in the metric's units, with Welch's
-95% interval (the percentile bootstrap's for `test: bootstrap`); empty where a seed diverged.
+95% interval (the paired t interval of the per-seed differences for a claim marked
+"(paired)", the percentile bootstrap's for `test: bootstrap`); empty where a seed diverged.
 P(A better): the probability that a seed of A beats a seed of B in the metric's sense (lower
 is better for losses), ties counted half, with a stratified bootstrap 95% interval
 (Agarwal et al. 2021)."""

@@ -1,5 +1,6 @@
 """Where trials run: `local` (one after another, in the driver), `pool` (worker processes,
-started with spawn and reused) and `ray` (a task per trial on a Ray cluster) (SPEC 4.7).
+started with spawn, reused by every sweep of the invocation) and `ray` (a task per trial on
+a Ray cluster) (SPEC 4.7).
 
 Who writes to MLflow (SPEC 4.5): with a SQLite store the driver is the one writer, and a
 remote trial hands its records back when it ends; with an http:// tracking server each
@@ -21,8 +22,8 @@ from harness.config import Trial
 from harness.sweep import records
 from harness.sweep.threads import THREAD_VARS, cores, pinned_threads, restore, threads_in_use
 from harness.sweep.tracking import Tracker, now_ms
-from harness.sweep.writer import POLL_S
 from harness.sweep.train import Outcome, Sink, run_trial
+from harness.sweep.writer import POLL_S
 
 
 @dataclass
@@ -153,19 +154,59 @@ def _is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def _init_worker(threads: int) -> None:
-    try:
-        import torch  # deferred: only a worker that will train torch trials needs it
+class Pool:
+    """The invocation's worker processes: started by its first pool sweep and reused by every
+    later one (tuning, the trials, each round of seeds; with `run_folder`, every file), so
+    that workers are spawned, import their backend and load their data once per invocation
+    instead of once per sweep. A sweep that needs another size (fewer trials than workers,
+    other threads) gets a pool of that size in its place; a worker that dies breaks the pool,
+    and `discard` makes the next sweep start a fresh one. `close` at the invocation's end.
 
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    No initializer: a worker imports torch only when it runs a torch trial (2 s a worker, for
+    nothing, on a NumPy sweep), and torch then takes its thread count from OMP_NUM_THREADS,
+    which the workers inherit (run_pool sets it before they are spawned; pinned by
+    tests/test_pool_reuse.py)."""
+
+    def __init__(self):
+        self._executor: ProcessPoolExecutor | None = None
+        self._size: tuple[int, int] | None = None  # (workers, threads)
+
+    def get(self, workers: int, threads: int) -> ProcessPoolExecutor:
+        if self._executor is not None and self._size != (workers, threads):
+            self.close()
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=workers,
+                                                 mp_context=mp.get_context("spawn"))
+            self._size = (workers, threads)
+        return self._executor
+
+    def pids(self) -> list[int]:
+        """The live workers' process ids (spawned on demand, as trials are submitted)."""
+        procs = getattr(self._executor, "_processes", None) or {}
+        return sorted(p.pid for p in procs.values() if p.is_alive())
+
+    def discard(self, kill: bool = False) -> None:
+        """Drop a broken (or, with `kill`, an interrupted) pool without waiting on it."""
+        if self._executor is None:
+            return
+        if kill:
+            for proc in list(getattr(self._executor, "_processes", {}).values()):
+                proc.terminate()
+        self._executor.shutdown(wait=not kill, cancel_futures=True)
+        self._executor, self._size = None, None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor, self._size = None, None
 
 
 def run_pool(writer, tracker, parent: str, todo: list[Trial], on_done, workers: int,
-             threads: int | None = None) -> None:
+             threads: int | None = None, pool: Pool | None = None) -> None:
     """N spawned workers; threads per worker so that workers x threads <= cores, unless
-    `threads` says otherwise."""
+    `threads` says otherwise. On `pool`, kept for the next sweep (else one of its own)."""
+    own = pool is None
+    pool = Pool() if own else pool
     workers = max(1, min(workers, len(todo)))
     threads = threads or max(1, cores() // workers)
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
@@ -174,24 +215,25 @@ def run_pool(writer, tracker, parent: str, todo: list[Trial], on_done, workers: 
     try:
         with tempfile.TemporaryDirectory(prefix="harness-started-") as started:
             while queue:  # a pool breaks when a worker dies: start another for the rest
-                queue = _pool_round(writer, tracker, parent, queue, on_done, workers,
-                                    threads, started)
+                queue = _pool_round(writer, tracker, parent, queue, on_done,
+                                    pool.get(workers, threads), pool, started)
     finally:
         restore(saved)
+        if own:
+            pool.close()
 
 
-def _pool_round(writer, tracker, parent, queue, on_done, workers, threads,
+def _pool_round(writer, tracker, parent, queue, on_done, executor, pool,
                 started) -> list[Trial]:
     """Run the queue on one pool; return what is left if a worker died."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
     direct = _is_server(tracker.uri)
     futures = {}
     began = lambda t: os.path.exists(os.path.join(started, t.hash))  # noqa: E731
     try:
         for t in queue:
-            fut = (pool.submit(direct_work, t, tracker.uri, tracker.experiment, parent, started)
-                   if direct else pool.submit(buffered_work, t, started))
+            fut = (executor.submit(direct_work, t, tracker.uri, tracker.experiment, parent,
+                                   started)
+                   if direct else executor.submit(buffered_work, t, started))
             futures[fut] = t
         pending = set(futures)
         while pending:
@@ -203,6 +245,7 @@ def _pool_round(writer, tracker, parent, queue, on_done, workers, threads,
                 try:
                     result = fut.result()
                 except BrokenProcessPool:  # a worker died (SIGKILL, the OOM killer)
+                    pool.discard()
                     left = [t for f, t in futures.items()
                             if not (f.done() and f.exception() is None)]
                     for t in left:
@@ -217,15 +260,11 @@ def _pool_round(writer, tracker, parent, queue, on_done, workers, threads,
                     finish_buffered(writer, parent, trial, result, on_done)
         return []
     except KeyboardInterrupt:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.discard(kill=True)
         for t in futures.values():
             if began(t):
                 mark_killed(writer, parent, t, "interrupted")
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_ray(writer, tracker, parent: str, todo: list[Trial], on_done,

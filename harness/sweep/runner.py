@@ -92,10 +92,13 @@ class RunOptions:
     quiet: bool = False  # no progress bar or per-trial lines
 
 
-def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
+def run(file, overrides=(), options: RunOptions = RunOptions(),
+        pool: executors.Pool | None = None) -> int:
     """Sweep an experiment file: the exit code of SPEC 1 (0, 1, 2 or 130). With `tune:`,
     every arm's tuning trials run first (results/<name>/tuning.csv), then the arms on the
-    experiment's seeds with their chosen values (harness/sweep/tuning.py)."""
+    experiment's seeds with their chosen values (harness/sweep/tuning.py). `pool`: worker
+    processes to run on and leave running (run_folder's, shared by its files); without, the
+    invocation's own, shut down at its end."""
     o = options
     try:
         exp, trials = load(file, list(overrides))
@@ -129,7 +132,8 @@ def run(file, overrides=(), options: RunOptions = RunOptions()) -> int:
     parent_tags = {FILE_TAG: str(file), TRIALS_TAG: str(total), EXECUTOR_TAG: o.executor,
                    OVERRIDES_TAG: json.dumps(list(overrides))}
     sweep = _Sweep(o, tracker, lambda: tracker.start_parent(
-        f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", parent_tags), progress, done)
+        f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", parent_tags), progress, done,
+        pool)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     skipped = 0
     try:
@@ -192,19 +196,28 @@ def command(file, overrides, options: RunOptions) -> str:
 
 class _Sweep:
     """Runs lists of trials within one invocation: each list's table, resumed from what the
-    store has finished, every trial's line, and the statuses of all."""
+    store has finished, every trial's line, and the statuses of all. One writer process and
+    (--executor pool) one pool of workers serve every list: tuning, trials, each round."""
 
-    def __init__(self, options: RunOptions, tracker, start_parent, progress, done: dict):
+    def __init__(self, options: RunOptions, tracker, start_parent, progress, done: dict,
+                 pool: executors.Pool | None = None):
         self.options, self.tracker, self.start_parent = options, tracker, start_parent
         self.progress, self.done = progress, done
         self.parent: str | None = None  # created with the first trial that runs
         self.statuses: list[str] = []
         self.writer: Writer | None = None  # started with the first trial that runs
+        self.own_pool = pool is None  # else the caller's, left running for its next file
+        self.pool = executors.Pool() if pool is None else pool  # workers start on first use
 
     def close(self) -> None:
-        """Stop the writer; every write was flushed by the executor that queued it."""
-        if self.writer is not None:
-            self.writer.stop()
+        """Stop the writer and the pool's workers (unless the pool is the caller's); every
+        write was flushed by the executor that queued it."""
+        try:
+            if self.writer is not None:
+                self.writer.stop()
+        finally:
+            if self.own_pool:
+                self.pool.close()
 
     def run(self, trials: list[Trial], path: Path, table: TrialsTable | None = None
             ) -> TrialsTable:
@@ -242,7 +255,7 @@ class _Sweep:
         try:
             if todo:
                 execute(self.options, self.tracker, self.parent, todo, on_done,
-                        self.progress, self.writer)
+                        self.progress, self.writer, self.pool)
         finally:
             table.write()
         return table
@@ -267,15 +280,16 @@ def _rounds(exp, trials: list[Trial], table: TrialsTable, sweep: _Sweep, progres
 
 
 def execute(options: RunOptions, tracker, parent: str, todo: list[Trial], on_done,
-            progress, writer) -> None:
+            progress, writer, pool: executors.Pool | None = None) -> None:
     """Run `todo` on the chosen executor, its writes through `writer`, flushed before this
-    returns; on an interrupt, what had finished is written and the rest marked KILLED."""
+    returns; on an interrupt, what had finished is written and the rest marked KILLED.
+    `pool`: the invocation's workers (--executor pool), kept for its next sweep."""
     try:
         if options.executor == "ray":
             executors.run_ray(writer, tracker, parent, todo, on_done, options.address)
         elif options.executor == "pool" and len(todo) > 1:
             executors.run_pool(writer, tracker, parent, todo, on_done,
-                               options.workers or cores(), options.threads)
+                               options.workers or cores(), options.threads, pool)
         else:
             executors.run_local(writer, parent, todo, on_done, progress, options.threads)
     except KeyboardInterrupt:
@@ -302,9 +316,10 @@ def _dry_run(exp, trials: list[Trial], tuning: list[Trial] = ()) -> int:
 
 
 def run_folder(folder, overrides=(), options: RunOptions = RunOptions()) -> int:
-    """Every experiment file of a folder, in name order, each into its own MLflow experiment.
-    All files are read and checked first: one bad file refuses the lot (exit 2) before
-    anything runs. The exit code is the worst of the files' (130 stops at once)."""
+    """Every experiment file of a folder, in name order, each into its own MLflow experiment,
+    on one pool of workers (--executor pool). All files are read and checked first: one bad
+    file refuses the lot (exit 2) before anything runs. The exit code is the worst of the
+    files' (130 stops at once)."""
     files = sorted(Path(folder).glob("*.yaml"))
     if not files:
         print(f"{folder}: no *.yaml experiment file", file=sys.stderr)
@@ -319,10 +334,14 @@ def run_folder(folder, overrides=(), options: RunOptions = RunOptions()) -> int:
         return refuse(errors)
     codes = {}
     t0 = time.perf_counter()
-    for f in files:
-        codes[f.name] = run(f, overrides, options)
-        if codes[f.name] == EXIT_INTERRUPTED:
-            return EXIT_INTERRUPTED
+    pool = executors.Pool()  # one set of workers for every file (--executor pool)
+    try:
+        for f in files:
+            codes[f.name] = run(f, overrides, options, pool)
+            if codes[f.name] == EXIT_INTERRUPTED:
+                return EXIT_INTERRUPTED
+    finally:
+        pool.close()
     print(f"{folder}: {len(files)} experiments in {time.perf_counter() - t0:.0f} s; "
           + ", ".join(f"{name} exit {code}" for name, code in codes.items()), file=sys.stderr)
     return max(codes.values())

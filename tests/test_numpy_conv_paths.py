@@ -24,7 +24,10 @@ from test_numpy_ops import (  # noqa: F401 (autouse fixture)
 
 from backends.numpy import layers
 
-PATHS = ["im2col", "shifted"]
+# "shifted/blocks": shifted slabs in blocks of 8 grid rows (layers._block's floor), so that
+# every case here crosses block boundaries, a last block falls short, and the weight gradient
+# sums over many blocks; at the default block size most of these tiny cases are one block
+PATHS = ["im2col", "shifted", "shifted/blocks"]
 SIZE = {1: 11, 2: 7, 3: 5}  # odd spatial sizes, small enough for central differences in 1D
 TOL = {np.float64: dict(atol=1e-10, rtol=1e-8),  # against torch in float64
        np.float32: dict(atol=2e-4, rtol=2e-4)}  # float32 products of ~80 terms of size ~1
@@ -47,7 +50,10 @@ def ran(monkeypatch):
 
 
 def forced(monkeypatch, path):
-    monkeypatch.setattr(layers, "CONV_PATH", path)
+    core, _, blocks = path.partition("/")
+    monkeypatch.setattr(layers, "CONV_PATH", core)
+    if blocks:
+        monkeypatch.setattr(layers, "SHIFTED_GEMM_MNK", 1)
 
 
 def problem(nd, transposed, dtype, stride, dilation, padding, seed=0):
@@ -92,7 +98,7 @@ def run(fwd, bwd, arrays, seed=5):
 def expected_cores(path, stride):
     """What a forced path runs: shifted slabs only at stride 1 (every case here pads by at
     most dil (K - 1), so no transposed conv needs a crop); im2col otherwise."""
-    return {"shifted"} if path == "shifted" and stride == 1 else {"im2col"}
+    return {"shifted"} if path.startswith("shifted") and stride == 1 else {"im2col"}
 
 
 @with_torch
@@ -128,10 +134,11 @@ def test_paths_agree(nd, transposed, dtype, dilation, padding, monkeypatch, ran)
         ran.clear()
         fwd, bwd, arrays, _ = problem(nd, transposed, dtype, 1, dilation, padding, seed=3)
         results[path] = run(fwd, bwd, arrays)[:4]
-        assert set(ran) == {path}, ran
+        assert set(ran) == {path.partition("/")[0]}, ran
     tol = dict(atol=1e-12, rtol=1e-11) if dtype == np.float64 else dict(atol=1e-5, rtol=1e-5)
-    for name, a, b in zip(("out", "dx", "dw", "db"), *results.values()):
-        np.testing.assert_allclose(a, b, **tol, err_msg=name)
+    for path in PATHS[1:]:
+        for name, a, b in zip(("out", "dx", "dw", "db"), results["im2col"], results[path]):
+            np.testing.assert_allclose(a, b, **tol, err_msg=f"{path} {name}")
 
 
 @pytest.mark.parametrize("case", [
@@ -139,11 +146,12 @@ def test_paths_agree(nd, transposed, dtype, dilation, padding, monkeypatch, ran)
     (1, False, 1, 2, 2, (3,)), (2, False, 1, 1, 1, (3, 2)), (2, True, 1, 1, 1, (3, 3)),
     (3, False, 1, 1, (1, 0, 1), (3, 1, 2)), (3, True, 1, (1, 2, 1), 1, (2, 3, 3)),
 ], ids=str)
-def test_shifted_central_differences(case, monkeypatch, ran):
+@pytest.mark.parametrize("path", PATHS[1:])
+def test_shifted_central_differences(case, path, monkeypatch, ran):
     """Tiny float64 cases, asymmetric kernels and paddings: the shifted path's backward
     against central differences of sum(forward * dout), for x, w and b."""
     nd, transposed, stride, dilation, padding, kernel = case
-    forced(monkeypatch, "shifted")
+    forced(monkeypatch, path)
     size = {1: 6, 2: 4, 3: 3}[nd]
     x = rand(2, 2, *(size,) * nd, seed=1)
     b = rand(3, seed=3)
@@ -160,9 +168,11 @@ def test_shifted_central_differences(case, monkeypatch, ran):
     assert set(ran) == {"shifted"}, ran
 
 
-def test_shifted_without_bias_and_channels_of_one(monkeypatch):
-    """b None (the first gemm overwrites the grid, beta 0) and C = F = 1 (a gemm of rank 1)."""
-    forced(monkeypatch, "shifted")
+@pytest.mark.parametrize("path", PATHS[1:])
+def test_shifted_without_bias_and_channels_of_one(path, monkeypatch):
+    """b None (each block's first gemm overwrites it, beta 0) and C = F = 1 (gemms of rank
+    1)."""
+    forced(monkeypatch, path)
     x, w = rand(2, 1, 5, 6, seed=1), rand(1, 1, 3, 3, seed=2)
     check_op(lambda x, w: layers.conv_forward(x, w, None, 1, 1, 1), layers.conv_backward,
              [x, w], None, "fd")

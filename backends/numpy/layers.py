@@ -254,6 +254,7 @@ def _w_last(w):
 CONV_PATH = None  # "im2col" or "shifted" forces a path (tests, benchmarks); None: the rule
 SHIFTED_MIN_CHANNELS = 2  # the rule's bounds (module docstring): min(C, F) at least this
 SHIFTED_MAX_JUNK = 1.5  # and grid positions per output at most this
+SHIFTED_GEMM_MNK = 100**3  # shifted slabs' gemm size, M N K at most this (`_block`)
 
 
 def _conv_path(channels, spatial, kernel, stride, lo, hi, dilation, out=None) -> str:
@@ -388,21 +389,67 @@ def _gemm(dtype):
     return blas.get_blas_funcs("gemm", dtype=np.dtype(dtype))
 
 
-def _gemm_add(a, b, c, beta, trans_a=0):
-    """c (M, N) <- op(a) b + beta c, in place; a, b, c Fortran-ordered (the transposes of
-    C-ordered slabs), so that BLAS reads and writes them where they are."""
-    res = _gemm(c.dtype)(1.0, a, b, beta=beta, c=c, trans_a=trans_a, overwrite_c=True)
-    if res.ctypes.data != c.ctypes.data:  # f2py copied c: a layout this module never makes
-        raise RuntimeError("gemm did not write in place")
+def _block(channels) -> int:
+    """Grid rows per gemm block, B, for channels (C, F): the most that keep B C F within
+    SHIFTED_GEMM_MNK, the size up to which OpenBLAS's SkylakeX kernels (used on this AVX-512
+    machine) take their small-matrix path, which skips packing the operands
+    (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c: M N K <= 100^3). Measured fwd+bwd,
+    float32, one thread: one block size past that bound costs 1.3-1.5x (wide 2D, B 192 -> 256;
+    wide 3D, 768 -> 1024; narrow 2D, 1536 -> 2048), and unblocked (a block of the whole
+    grid) 1.3-1.7x; below it, the rows of a block stay in cache across its prod(K) taps."""
+    return max(8, SHIFTED_GEMM_MNK // math.prod(channels))
+
+
+def _correlate(a, offsets, wk, c, rows, bias=None):
+    """c[r] = bias + sum_k a[r + offsets[k]] @ wk[k] for r in [0, rows), in place.
+
+    a (rows + offsets[-1], C), c (>= rows, F), wk (prod K, C, F), C-ordered. Row-blocked
+    (`_block`): every tap's gemm runs on one block of B rows before the next block starts,
+    so that the block's rows of a and c stay in cache across the taps; the gemms see a, c
+    and wk as their Fortran-ordered transposes, (C, B), (F, B) and (F, C), and BLAS
+    accumulates in place (beta = 1).
+    """
+    gemm, block = _gemm(c.dtype), _block(c.shape[1:] + a.shape[1:])
+    for r0 in range(0, rows, block):
+        r1 = min(r0 + block, rows)
+        beta = 0.0
+        if bias is not None:
+            c[r0:r1] = bias
+            beta = 1.0
+        for k, off in enumerate(offsets):
+            res = gemm(1.0, wk[k].T, a[r0 + off:r1 + off].T, beta=beta, c=c[r0:r1].T,
+                       overwrite_c=True)  # (F, B) += (F, C) (C, B)
+            beta = 1.0
+        if r0 == 0 and res.ctypes.data != c.ctypes.data:  # f2py copied c
+            raise RuntimeError("gemm did not write in place")
+
+
+def _correlate_grads(a, offsets, d, rows):
+    """The weight gradient of `_correlate`: g[k] = sum_{r < rows} a[r + offsets[k]]^T d[r].
+
+    a (rows + offsets[-1], C), d (>= rows, F) -> g (prod K, C, F). Row-blocked as
+    `_correlate`; each block adds its (F, C) products into g in place.
+    """
+    gemm, block = _gemm(d.dtype), _block(a.shape[1:] + d.shape[1:])
+    g = np.empty((len(offsets), a.shape[1], d.shape[1]), d.dtype)  # (prod K, C, F)
+    for r0 in range(0, rows, block):
+        r1 = min(r0 + block, rows)
+        beta = 0.0 if r0 == 0 else 1.0
+        for k, off in enumerate(offsets):
+            res = gemm(1.0, d[r0:r1].T, a[r0 + off:r1 + off].T, beta=beta, c=g[k].T,
+                       trans_b=1, overwrite_c=True)  # (F, C) += (F, B) (B, C)
+        if r0 == 0 and res.ctypes.data != g[-1].ctypes.data:  # f2py copied g
+            raise RuntimeError("gemm did not write in place")
+    return g
 
 
 def _shifted(x, w, lo, hi, dilation, out=None, b=None):
     """Stride-1 cross-correlation by shifted slabs. x (N, C, *S), w (F, C, *K), b (F,) or None
     -> (y (N, F, *O), xg (rows, C), grid).
 
-    y over the grid = sum_k xg[offsets[k] : offsets[k] + live] @ w_k, one gemm per tap on a
-    contiguous slice, accumulated by BLAS in place; positions between the rows (past O on an
-    axis) are junk and never read. xg is kept for the weight gradient.
+    y over the grid = b + sum_k xg[offsets[k] : offsets[k] + live] @ w_k (`_correlate`);
+    positions between the rows (past O on an axis) are junk and never read. xg is kept for
+    the weight gradient.
     """
     n, c, *spatial = x.shape
     f, kernel = w.shape[0], w.shape[2:]
@@ -411,43 +458,32 @@ def _shifted(x, w, lo, hi, dilation, out=None, b=None):
                     in zip(spatial, lo, hi, kernel, dilation))
     grid = _grid(n, spatial, lo, hi, kernel, dilation, out)
     xg = _to_grid(x, grid, lo, grid.rows)  # (rows, C)
-    wk, live = _taps(w), grid.live  # (prod K, C, F)
     yg = np.empty((n * math.prod(grid.pitch), f), x.dtype)  # (N*P, F)
-    beta = 0.0
-    if b is not None:
-        yg[:live] = b
-        beta = 1.0
-    for k, off in enumerate(grid.offsets):
-        _gemm_add(wk[k].T, xg[off:off + live].T, yg[:live].T, beta)  # (F, live)
-        beta = 1.0
+    _correlate(xg, grid.offsets, _taps(w), yg, grid.live, bias=b)
     return _from_grid(yg, grid, (0,) * len(out), out), xg, grid
 
 
 def _shifted_grads(dout, xg, grid, w, lo, spatial, need_dx=True):
     """The backward of `_shifted`: dout (N, F, *O) -> (dx (N, C, *S) or None, dw (F, C, *K)).
 
-    dw_k^T = dout over the grid, channels first (zeros at the junk positions), @
-    xg[off_k : off_k + live]; dx by the adjoint shifts, dxg[off_k : off_k + live] += dout
-    over the grid, channels last, @ w_k^T. The two layouts of dout are each one's faster
-    gemm (OpenBLAS, one thread: 15-25% on dw; 2-4x on dx), worth the extra copy.
+    dout goes onto the grid channels last, zeros at the junk positions, behind `lead` =
+    offsets[-1] zero rows: dg[lead + r] = dout at grid row r. dw_k = sum_r xg[r + off_k]^T
+    dg[lead + r] (`_correlate_grads`). dx is the adjoint shift, dxg[r] = sum_k dg[lead + r -
+    off_k] @ w_k^T, and lead - off_k is the offset of the mirrored tap, offsets[-1 - k]: a
+    `_correlate` of dg with the taps of the flipped kernel, in and out swapped (`_flipped`;
+    a copy of the slabs: OpenBLAS's gemm with a transposed (C, F) slab was 20% slower).
     """
     f, c, *kernel = w.shape
-    live, per = grid.live, math.prod(grid.pitch)
-    dfirst = np.zeros((f, grid.n * per), dout.dtype)  # (F, N*P)
-    box = tuple(slice(0, o) for o in dout.shape[2:])
-    dfirst.reshape(f, grid.n, *grid.pitch)[(slice(None), slice(None), *box)] = \
-        dout.swapaxes(0, 1)  # (F, N, *O)
-    dwk = np.empty((len(grid.offsets), f, c), dout.dtype)  # (prod K, F, C)
-    for k, off in enumerate(grid.offsets):
-        np.matmul(dfirst[:, :live], xg[off:off + live], out=dwk[k])  # (F, C)
-    dw = np.ascontiguousarray(dwk.transpose(1, 2, 0)).reshape(f, c, *kernel)  # (F, C, *K)
+    per, lead = grid.n * math.prod(grid.pitch), grid.offsets[-1]
+    dg = np.zeros((lead + per, f), dout.dtype)  # (lead + N*P, F)
+    lay = dg[lead:].reshape(grid.n, *grid.pitch, f)  # (N, *E, F)
+    lay[(slice(None), *(slice(0, o) for o in dout.shape[2:]))] = np.moveaxis(dout, 1, -1)
+    dwk = _correlate_grads(xg, grid.offsets, dg[lead:], grid.live)  # (prod K, C, F)
+    dw = np.ascontiguousarray(dwk.transpose(2, 1, 0)).reshape(f, c, *kernel)  # (F, C, *K)
     if not need_dx:
         return None, dw
-    dg = _to_grid(dout, grid, (0,) * (dout.ndim - 2), grid.n * per)[:live]  # (live, F)
-    wk = _taps(w)  # (prod K, C, F)
-    dxg = np.zeros((grid.rows, c), dout.dtype)  # (rows, C)
-    for k, off in enumerate(grid.offsets):
-        _gemm_add(wk[k].T, dg.T, dxg[off:off + live].T, 1.0, trans_a=1)  # (C, live)
+    dxg = np.empty((per, c), dout.dtype)  # (N*P, C)
+    _correlate(dg, grid.offsets, _taps(_flipped(w)), dxg, per)
     return _from_grid(dxg, grid, lo, spatial), dw
 
 

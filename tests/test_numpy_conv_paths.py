@@ -24,9 +24,10 @@ from test_numpy_ops import (  # noqa: F401 (autouse fixture)
 
 from backends.numpy import layers
 
-# "shifted/blocks": shifted slabs in blocks of 8 grid rows (layers._block's floor), so that
-# every case here crosses block boundaries, a last block falls short, and the weight gradient
-# sums over many blocks; at the default block size most of these tiny cases are one block
+# "shifted/blocks": shifted slabs in blocks of 8 grid rows (layers._blocks's floor) and no
+# junk rows bridged, so that every case here crosses block boundaries, a last block falls
+# short, the samples' runs are split, and the weight gradient sums over many blocks; at the
+# default sizes these tiny cases are one block over the whole batch
 PATHS = ["im2col", "shifted", "shifted/blocks"]
 SIZE = {1: 11, 2: 7, 3: 5}  # odd spatial sizes, small enough for central differences in 1D
 TOL = {np.float64: dict(atol=1e-10, rtol=1e-8),  # against torch in float64
@@ -54,6 +55,7 @@ def forced(monkeypatch, path):
     monkeypatch.setattr(layers, "CONV_PATH", core)
     if blocks:
         monkeypatch.setattr(layers, "SHIFTED_GEMM_MNK", 1)
+        monkeypatch.setattr(layers, "SHIFTED_CALL_MNK", 0)  # every sample its own span
 
 
 def problem(nd, transposed, dtype, stride, dilation, padding, seed=0):

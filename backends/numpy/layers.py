@@ -254,7 +254,8 @@ def _w_last(w):
 CONV_PATH = None  # "im2col" or "shifted" forces a path (tests, benchmarks); None: the rule
 SHIFTED_MIN_CHANNELS = 2  # the rule's bounds (module docstring): min(C, F) at least this
 SHIFTED_MAX_JUNK = 1.5  # and grid positions per output at most this
-SHIFTED_GEMM_MNK = 100**3  # shifted slabs' gemm size, M N K at most this (`_block`)
+SHIFTED_GEMM_MNK = 100**3  # shifted slabs' gemm size, M N K at most this (`_blocks`)
+SHIFTED_CALL_MNK = 125_000  # a gemm call's overhead, in M N K (`_blocks`)
 
 
 def _conv_path(channels, spatial, kernel, stride, lo, hi, dilation, out=None) -> str:
@@ -401,20 +402,29 @@ def _gemm(dtype):
     return blas.get_blas_funcs("gemm", dtype=np.dtype(dtype))
 
 
-def _block(channels) -> int:
-    """Grid rows per gemm block, B, for channels (C, F): the most that keep B C F within
+def _blocks(spans, channels):
+    """(r0, r1) row blocks of the gemms over spans, for channels (C, F).
+
+    A block has at most B rows, the most that keep B C F within
     SHIFTED_GEMM_MNK, the size up to which OpenBLAS's SkylakeX kernels (used on this AVX-512
     machine) take their small-matrix path, which skips packing the operands
     (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c: M N K <= 100^3). Measured fwd+bwd,
     float32, one thread: one block size past that bound costs 1.3-1.5x (wide 2D, B 192 -> 256;
     wide 3D, 768 -> 1024; narrow 2D, 1536 -> 2048), and unblocked (a block of the whole
-    grid) 1.3-1.7x; below it, the rows of a block stay in cache across its prod(K) taps."""
-    return max(8, SHIFTED_GEMM_MNK // math.prod(channels))
-
-
-def _blocks(spans, block):
-    """(r0, r1) blocks of at most `block` rows covering each span."""
-    return [(r0, min(r0 + block, end)) for first, end in spans
+    grid) 1.3-1.7x; below it, the rows of a block stay in cache across its prod(K) taps.
+    Two spans closer than SHIFTED_CALL_MNK / (C F) rows are bridged, the junk between them
+    computed: a gemm call costs about 3 us, 2.5e5 flops at 90 GFLOP/s (with every sample a
+    span of its own, an 8x8 batch of 64 took 2.5x im2col's time).
+    """
+    block = max(8, SHIFTED_GEMM_MNK // math.prod(channels))
+    bridge = SHIFTED_CALL_MNK // math.prod(channels)
+    runs = []
+    for first, end in spans:
+        if runs and first - runs[-1][1] < bridge:
+            runs[-1][1] = end
+        else:
+            runs.append([first, end])
+    return [(r0, min(r0 + block, end)) for first, end in runs
             for r0 in range(first, end, block)]
 
 
@@ -423,13 +433,13 @@ def _correlate(a, offsets, wk, c, spans, bias=None):
     place; other rows of c are left as they were.
 
     a (> last end + offsets[-1], C), c (>= last end, F), wk (prod K, C, F), C-ordered.
-    Row-blocked (`_block`): every tap's gemm runs on one block of B rows before the next starts,
+    Row-blocked (`_blocks`): every tap's gemm runs on one block of B rows before the next starts,
     so that the block's rows of a and c stay in cache across the taps; the gemms see a, c
     and wk as their Fortran-ordered transposes, (C, B), (F, B) and (F, C), and BLAS
     accumulates in place (beta = 1).
     """
-    gemm, block = _gemm(c.dtype), _block(c.shape[1:] + a.shape[1:])
-    for r0, r1 in _blocks(spans, block):
+    gemm = _gemm(c.dtype)
+    for r0, r1 in _blocks(spans, a.shape[1:] + c.shape[1:]):
         beta = 0.0
         if bias is not None:
             c[r0:r1] = bias
@@ -449,10 +459,10 @@ def _correlate_grads(a, offsets, d, spans):
     a (> last end + offsets[-1], C), d (>= last end, F) -> g (prod K, C, F). Row-blocked as
     `_correlate`; each block adds its (F, C) products into g in place.
     """
-    gemm, block = _gemm(d.dtype), _block(a.shape[1:] + d.shape[1:])
+    gemm = _gemm(d.dtype)
     g = np.empty((len(offsets), a.shape[1], d.shape[1]), d.dtype)  # (prod K, C, F)
     beta = 0.0
-    for r0, r1 in _blocks(spans, block):
+    for r0, r1 in _blocks(spans, a.shape[1:] + d.shape[1:]):
         for k, off in enumerate(offsets):
             res = gemm(1.0, d[r0:r1].T, a[r0 + off:r1 + off].T, beta=beta, c=g[k].T,
                        trans_b=1, overwrite_c=True)  # (F, C) += (F, B) (B, C)

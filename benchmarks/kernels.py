@@ -246,6 +246,29 @@ class Conv(_Kernel):
         self._prepare(f"conv{ndim}", backend, device, pass_)
 
 
+class ConvPath(_Kernel):
+    """NumPy's two convolution paths forced (layers.CONV_PATH) on the Conv kernels, fwd+bwd:
+    im2col beside the row-blocked shifted slabs that the dispatch picks for all three."""
+
+    params = [["im2col", "shifted"], ["1d", "2d", "3d"]]
+    param_names = ["path", "ndim"]
+
+    def setup(self, path, ndim):
+        from backends.numpy import layers
+
+        self._prepare(f"conv{ndim}", "numpy", "cpu", "fwd+bwd")
+        run = self.fn
+
+        def forced():
+            layers.CONV_PATH = path
+            try:
+                return run()
+            finally:
+                layers.CONV_PATH = None
+
+        self.fn = forced
+
+
 class ConvTranspose(_Kernel):
     """2x learned upsampling: (32, 64, 16, 16) -> (32, 32, 32, 32), 3x3, stride 2."""
 

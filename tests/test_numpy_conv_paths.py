@@ -1,5 +1,6 @@
 """NumPy convolution's two paths, im2col and shifted slabs, each forced, against torch and
-each other.
+each other; shifted slabs also in blocks of 8 rows with every sample a run of its own
+("shifted/blocks"), so that the row blocking's boundaries are crossed.
 
 layers.CONV_PATH forces a path; a spy on the two cores (`_shifted`, and `_conv` for im2col)
 checks that the forced one really ran (shifted slabs take only stride 1: a stride-2 case

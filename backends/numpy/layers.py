@@ -15,7 +15,14 @@ as padding, so that under kernel tap k every output position reads the input row
 further on: the output over the grid is sum_k xg[off_k : off_k + L] @ w_k, one gemm per tap
 on a contiguous slice, accumulated in place by BLAS (beta = 1; scipy.linalg.blas, as numpy's
 matmul has no beta), and the few positions past O on each axis are computed and dropped.
-Its backward uses the same slices (dw) and the adjoint shifts (dx). The backward of a
+The gemms run in blocks of grid rows, every tap on one block before the next, each block
+small enough (B C F <= 100^3) for OpenBLAS's small-matrix kernel, which does not pack its
+operands, and for the block's rows to stay in cache across the taps (`_blocks`: 1.3-1.7x
+faster than one gemm per tap over the whole grid). Its backward uses the same slices (dw)
+and the adjoint shifts (dx, a correlation of dout's grid with the flipped kernel). Grouping
+taps to raise a gemm's K (copying g shifted slices side by side, a partial im2col) was
+measured and dropped: g = 3 and 9 were 1.2-2.2x slower than per-tap gemms, blocked or not,
+the copy and the g-fold working set costing more than the longer K saved. The backward of a
 convolution's input is a transposed convolution and the backward of a transposed
 convolution's input a convolution (Dumoulin & Visin, "A guide to convolution arithmetic for
 deep learning", 2016, section 4), so the two share their cores: `_conv` (im2col, then
@@ -25,10 +32,11 @@ The rule (`_conv_path`; CONV_PATH forces a path): shifted slabs when stride is 1
 transposed conv crops (p <= dil (K - 1)), min(C, F) >= 2 and the grid computes at most 1.5
 positions per output (prod(S + p) / prod(O) for a same-padded conv: 1.13 at 16x16, 1.19 at
 16^3, 1.27 at 8x8, 1.56 at 4x4); im2col otherwise. Measured fwd+bwd, float32, one thread
-(benchmarks/README.md, "NumPy convolution: shifted slabs vs im2col"): shifted takes 0.3-0.9x
-im2col's time and a fifth to a tenth of its memory from 8x8 (3D) and 16x16 (2D) up, ties at
-8x8 in 2D and with one input channel, and loses (1.2-1.8x) at 4x4 and 2x2, where the junk
-positions outnumber the savings.
+(`python benchmarks/conv_numpy_vs_torch.py --paths --threads 1 --clock cpu`, load 1.2-1.7):
+shifted takes 0.4-0.85x im2col's time and a quarter to a tenth of its memory from 8x8 up
+(2D and 3D, conv and transposed; 0.86x on a 1x1 conv), and loses (1.2-1.6x) at 4x4 and 2x2,
+where the junk positions outnumber the savings, and with one input channel or one filter
+(1.2-2.5x), where each gemm degenerates to a vector product.
 
 References: cs231n assignment 2 `layers.py` (the forward/backward/cache shape, BatchNorm's
 backward); Ioffe & Szegedy 2015 (BatchNorm); Goodfellow et al. 2013 (Maxout).

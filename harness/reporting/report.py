@@ -321,9 +321,11 @@ def report_folder(folder, overrides=(), options: ReportOptions = ReportOptions()
     total = [sum(c[k] for c in counts) for k in (1, 2, 3)]
     lines += [f"| all | {total[0]} | {total[1]} | {total[2]} |", "",
               "Every claim: A and B are the means over seeds (n A, n B seeds), A − B their "
-              "difference, P(A better) the probability of improvement, Holm p the p-value "
-              "adjusted over the claims of its file; each file's section below has the "
-              "intervals and notes.", "", tables.render(recs, list(tables.BRIEF))]
+              "difference with its 95% interval (paired for a claim marked so), P(A "
+              "better) the probability of improvement with its bootstrap interval, Holm p "
+              "the p-value adjusted over the claims of its file, tuned what tuning chose "
+              "for A; for B; each file's section below has the stds, raw p and notes.", "",
+              tables.render(recs, list(tables.BRIEF))]
     out = Path(options.results) / "claims.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n" + "\n".join(sections))

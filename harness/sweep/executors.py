@@ -150,7 +150,15 @@ def mark_killed(writer, parent: str, trial: Trial, why: str, on_done=None) -> No
                   then=None if on_done is None else _then(on_done, trial, outcome, 0.0))
 
 
-def _is_server(uri: str) -> bool:
+@dataclass(frozen=True)
+class Store:
+    """Where the trials are logged (a Tracker has both fields too)."""
+
+    uri: str
+    experiment: str
+
+
+def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
@@ -226,7 +234,7 @@ def run_pool(writer, tracker, parent: str, todo: list[Trial], on_done, workers: 
 def _pool_round(writer, tracker, parent, queue, on_done, executor, pool,
                 started) -> list[Trial]:
     """Run the queue on one pool; return what is left if a worker died."""
-    direct = _is_server(tracker.uri)
+    direct = is_server(tracker.uri)
     futures = {}
     began = lambda t: os.path.exists(os.path.join(started, t.hash))  # noqa: E731
     try:
@@ -275,7 +283,7 @@ def run_ray(writer, tracker, parent: str, todo: list[Trial], on_done,
 
     ray.init(address=address, include_dashboard=False, ignore_reinit_error=True,
              log_to_driver=False, configure_logging=False)
-    direct = _is_server(tracker.uri)
+    direct = is_server(tracker.uri)
     refs = {}
     for t in todo:
         opts = {"num_cpus": 1, "num_gpus": 1 if t.device == "gpu" else 0, "max_retries": 0}

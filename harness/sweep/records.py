@@ -75,10 +75,28 @@ def _artifacts(tracker, run_id: str, trial: Trial, outcome: Outcome) -> None:
 
 # ----------------------------------------------------------------------------- the jobs
 
+PARENT = "@parent"  # a trial's parent as the driver names it before it has heard the run id
+
+
+def _parent(runs: dict, parent: str) -> str:
+    return runs[PARENT] if parent == PARENT else parent
+
+
+def open_parent(tracker, runs: dict, name: str, tags: dict) -> str:
+    """The invocation's parent run, created with its first trial; the jobs after it may name
+    it PARENT (the driver does not wait for its id unless a worker needs it)."""
+    runs[PARENT] = tracker.start_parent(name, tags)
+    return runs[PARENT]
+
+
+def end_parent(tracker, runs: dict, parent: str, status: str) -> None:
+    tracker.end(_parent(runs, parent), status)
+
 
 def open_trial(tracker, runs: dict, parent: str, trial: Trial, start_ms: int) -> None:
     """A trial that starts now, in the driver (local): its run, RUNNING, with its params."""
-    runs[trial.hash] = tracker.start_trial(parent, trial, {}, start_time=start_ms)
+    runs[trial.hash] = tracker.start_trial(_parent(runs, parent), trial, {},
+                                           start_time=start_ms)
 
 
 def log_epoch(tracker, runs: dict, trial_hash: str, rows: list) -> None:
@@ -101,7 +119,8 @@ def ended_trial(tracker, runs: dict, parent: str, trial: Trial, outcome: Outcome
     """A trial that ran elsewhere (pool, ray) and has ended: its run created with every tag,
     params and all metrics in one log_batch (up to 1000), artifacts, its status."""
     end_ms = start_ms + int(1000 * wall_s)
-    run_id = tracker.start_trial(parent, trial, end_tags(outcome, threads), start_time=start_ms,
+    run_id = tracker.start_trial(_parent(runs, parent), trial, end_tags(outcome, threads),
+                                 start_time=start_ms,
                                  rows=[*rows, *end_rows(outcome, wall_s, end_ms)])
     _artifacts(tracker, run_id, trial, outcome)
     tracker.end(run_id, MLFLOW_STATUS[outcome.status], end_time=end_ms)
@@ -113,7 +132,8 @@ def killed_trial(tracker, runs: dict, parent: str, trial: Trial, why: str) -> st
     has one), so that a re-run fills the gap."""
     run_id = runs.pop(trial.hash, None)
     if run_id is None:
-        run_id = tracker.start_trial(parent, trial, {STATUS_TAG: "killed", ERROR_TAG: why})
+        run_id = tracker.start_trial(_parent(runs, parent), trial,
+                                     {STATUS_TAG: "killed", ERROR_TAG: why})
     else:
         tracker.set_tags(run_id, {STATUS_TAG: "killed", ERROR_TAG: why})
     tracker.end(run_id, "KILLED", end_time=now_ms())

@@ -17,11 +17,17 @@ from pathlib import Path
 from harness.config import ConfigErrors, Trial, load
 from harness.errors import EXIT_USAGE, refuse
 from harness.names import EXECUTOR_TAG, FILE_TAG, OVERRIDES_TAG, STATUS_TAG, TRIALS_TAG
-from harness.sweep import executors, rounds
+from harness.sweep import executors, records, rounds
 from harness.sweep.preflight import preflight
 from harness.sweep.results import TrialsTable
 from harness.sweep.threads import cores
-from harness.sweep.tracking import Tracker, TrackingUnavailable, default_uri
+from harness.sweep.tracking import (
+    Tracker,
+    TrackingUnavailable,
+    context_tags,
+    default_uri,
+    new_store,
+)
 from harness.sweep.train import Outcome
 from harness.sweep.tuning import choose, tuned, tuning_trials
 from harness.sweep.writer import Writer, WriterError
@@ -113,14 +119,22 @@ def run(file, overrides=(), options: RunOptions = RunOptions(),
 
     results = Path(o.results)
     uri = o.tracking_uri or default_uri(results)
+    context = context_tags()  # on the parent and every child: versions, host, commit
+    # spawned first: it imports mlflow and opens the store while the driver reads it (or,
+    # for a new SQLite store, which has nothing to read, trains the first trial)
+    writer = Writer(uri, exp.name, context)
     try:
-        tracker = Tracker(uri, exp.name)
+        tracker = None if new_store(uri) else Tracker(uri, exp.name, context)
     except TrackingUnavailable as exc:
+        writer.stop()
         print(f"{exc}\nnothing was run or written; start the server or pass another "
               "--tracking-uri", file=sys.stderr)
         return EXIT_TRIAL_FAILED
-    stale = tracker.close_stale()
-    done = tracker.finished()
+    except BaseException:
+        writer.stop()
+        raise
+    stale = tracker.close_stale() if tracker is not None else 0
+    done = tracker.finished() if tracker is not None else {}
     total = len(tuning) + len(trials)
     already = sum(t.hash in done for t in tuning + trials)
     progress = Progress(total, already, exp.name, o.quiet)
@@ -131,7 +145,7 @@ def run(file, overrides=(), options: RunOptions = RunOptions(),
                       + (f"; marked {stale} stale RUNNING runs KILLED" if stale else ""))
     parent_tags = {FILE_TAG: str(file), TRIALS_TAG: str(total), EXECUTOR_TAG: o.executor,
                    OVERRIDES_TAG: json.dumps(list(overrides))}
-    sweep = _Sweep(o, tracker, lambda: tracker.start_parent(
+    sweep = _Sweep(o, executors.Store(uri, exp.name), writer, lambda: (
         f"{exp.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", parent_tags), progress, done,
         pool)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -149,17 +163,18 @@ def run(file, overrides=(), options: RunOptions = RunOptions(),
         if exp.seed_rounds and exp.expect:
             _rounds(exp, trials, table, sweep, progress)
     except KeyboardInterrupt:
-        if sweep.parent is not None:
-            tracker.end(sweep.parent, "KILLED")
+        signal.signal(signal.SIGTERM, previous)
+        sweep.close("KILLED")
         progress.close()
         print(f"interrupted: trials that were running are marked KILLED; to finish the "
               f"rest:\n  {command(file, overrides, o)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
+    except BaseException:
         signal.signal(signal.SIGTERM, previous)
-        sweep.close()
-    if sweep.parent is not None:  # an invocation that ran nothing leaves no empty parent
-        tracker.end(sweep.parent, "FINISHED")
+        sweep.close(None)
+        raise
+    signal.signal(signal.SIGTERM, previous)
+    sweep.close("FINISHED")  # an invocation that ran nothing leaves no empty parent
     progress.close()
     statuses = sweep.statuses
     counts = {s: statuses.count(s) for s in ("finished", "diverged", "failed", "killed")}
@@ -199,22 +214,42 @@ class _Sweep:
     store has finished, every trial's line, and the statuses of all. One writer process and
     (--executor pool) one pool of workers serve every list: tuning, trials, each round."""
 
-    def __init__(self, options: RunOptions, tracker, start_parent, progress, done: dict,
-                 pool: executors.Pool | None = None):
-        self.options, self.tracker, self.start_parent = options, tracker, start_parent
+    def __init__(self, options: RunOptions, store, writer: Writer, parent_run, progress,
+                 done: dict, pool: executors.Pool | None = None):
+        self.options, self.store, self.writer = options, store, writer
+        self.parent_run = parent_run  # () -> (name, tags) of the parent run
         self.progress, self.done = progress, done
         self.parent: str | None = None  # created with the first trial that runs
         self.statuses: list[str] = []
-        self.writer: Writer | None = None  # started with the first trial that runs
         self.own_pool = pool is None  # else the caller's, left running for its next file
         self.pool = executors.Pool() if pool is None else pool  # workers start on first use
 
-    def close(self) -> None:
-        """Stop the writer and the pool's workers (unless the pool is the caller's); every
-        write was flushed by the executor that queued it."""
+    def start_parent(self) -> str:
+        """The parent run, by the writer: its id, or records.PARENT where no worker needs
+        the id (the writer's jobs resolve it), so that the first trial waits for nothing."""
+        ids = []
+        self.writer.submit(records.open_parent, *self.parent_run(), then=ids.append)
+        if not executors.is_server(self.store.uri):
+            return records.PARENT
+        self.writer.flush()  # workers log to the server themselves: they need the id
+        return ids[0]
+
+    def close(self, status: str | None) -> None:
+        """End the parent run with `status` (if one was started), then stop the writer once
+        it has written everything, and the pool's workers (unless the pool is the caller's).
+        `None`: an error is on its way out; stop without waiting on the writer."""
         try:
-            if self.writer is not None:
+            if status is None:
                 self.writer.stop()
+                return
+            try:
+                if self.parent is not None:
+                    self.writer.submit(records.end_parent, self.parent, status)
+                self.writer.close()
+            except WriterError as exc:
+                if status != "KILLED":
+                    raise
+                print(f"{exc}", file=sys.stderr)  # the interrupt is what the user asked for
         finally:
             if self.own_pool:
                 self.pool.close()
@@ -249,12 +284,9 @@ class _Sweep:
 
         if todo and self.parent is None:
             self.parent = self.start_parent()
-        if todo and self.writer is None:
-            self.writer = Writer(self.tracker.uri, self.tracker.experiment,
-                                 self.tracker.context)
         try:
             if todo:
-                execute(self.options, self.tracker, self.parent, todo, on_done,
+                execute(self.options, self.store, self.parent, todo, on_done,
                         self.progress, self.writer, self.pool)
         finally:
             table.write()

@@ -2,9 +2,10 @@
 that neither the training loop (local) nor the collection of results (pool, ray) waits on
 SQLite, MLflow or matplotlib (issue 16; SPEC 4.5: still one writer per store).
 
-A thread would not do: MLflow's SQLAlchemy store and matplotlib are Python, and would take
-the GIL from a local trial's training loop; a process runs on another core. It is spawned
-once per invocation, on the first trial, and imports mlflow while that trial trains.
+A thread would not do: MLflow's SQLAlchemy store is Python, and would take the GIL from a
+local trial's training loop; a process runs on another core. It is spawned once per
+invocation, at its start, and imports mlflow and opens the store (a new one: creates it)
+while the driver reads the file and trains the first trial.
 
 Jobs are module-level functions (harness/sweep/records.py) called as `fn(tracker, runs,
 *args)` in the writer, first in, first out: a trial's run is created before its epochs are
@@ -38,7 +39,12 @@ def _serve(uri: str, experiment: str, context: dict, jobs, results, driver: int)
     results.cancel_join_thread()  # exiting never waits on a driver that reads no more
     from harness.sweep.tracking import Tracker
 
-    tracker, runs, failed = None, {}, False
+    tracker, runs, failed, broke = None, {}, False, None
+    try:  # at once, not on the first job: mlflow's import and the store's opening (or its
+        # creation, for a new one) overlap the driver's start and its first trial
+        tracker = Tracker(uri, experiment, context)
+    except BaseException:  # noqa: BLE001 -- reported with the first job
+        broke = traceback.format_exc()
     while True:
         try:
             item = jobs.get(timeout=POLL_S)
@@ -52,10 +58,11 @@ def _serve(uri: str, experiment: str, context: dict, jobs, results, driver: int)
         if failed:
             results.put((job_id, "dropped", None))
             continue
+        if broke is not None:
+            failed = True
+            results.put((job_id, "error", broke))
+            continue
         try:
-            if tracker is None:
-                tracker = Tracker(uri, experiment)
-                tracker.context = context  # the driver's: one git call per invocation
             results.put((job_id, "ok", fn(tracker, runs, *args)))
         except BaseException:  # noqa: BLE001 -- reported to the driver, which raises it
             failed = True
@@ -120,7 +127,10 @@ class Writer:
             self.stop()
 
     def stop(self) -> None:
-        """Stop the process after the jobs already queued (their callbacks are not run)."""
+        """Stop the process after the jobs already queued (their callbacks are not run); one
+        that was given no job is killed at once (a re-run that found everything done)."""
+        if self._next == 0 and self._proc.is_alive():
+            self._proc.kill()
         if self._proc.is_alive():
             self._jobs.put(None)
         for _ in range(int(60 / POLL_S)):

@@ -202,3 +202,30 @@ def test_rule(channels, spatial, kernel, stride, pad, picks):
     assert layers.CONV_PATH is None
     assert layers._conv_path(channels, spatial, kernel, stride, (pad,) * nd, (pad,) * nd,
                              (1,) * nd) == picks
+
+
+def test_shifted_scratch_is_per_thread(monkeypatch):
+    """The shifted path's temporaries are lent from per-thread buffers (layers._scratch): two
+    threads running different geometries at once get what each gets alone."""
+    import threading
+
+    forced(monkeypatch, "shifted")
+    cases = [problem(2, False, np.float64, 1, 1, 1, seed=4),
+             problem(3, True, np.float64, 1, 2, 2, seed=6)]
+    alone = [run(fwd, bwd, arrays)[:4] for fwd, bwd, arrays, _ in cases]
+    got = [[], []]
+
+    def work(i):
+        fwd, bwd, arrays, _ = cases[i]
+        for _ in range(20):
+            got[i].append(run(fwd, bwd, arrays)[:4])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        for result in got[i]:
+            for a, b in zip(result, alone[i]):
+                np.testing.assert_array_equal(a, b)

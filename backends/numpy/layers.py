@@ -17,8 +17,9 @@ on a contiguous slice, accumulated in place by BLAS (beta = 1; scipy.linalg.blas
 matmul has no beta), and the few positions past O on each axis are computed and dropped.
 The gemms run in blocks of grid rows, every tap on one block before the next, each block
 small enough (B C F <= 100^3) for OpenBLAS's small-matrix kernel, which does not pack its
-operands, and for the block's rows to stay in cache across the taps (`_blocks`: 1.3-1.7x
-faster than one gemm per tap over the whole grid). Its backward uses the same slices (dw)
+operands, and for the block's rows to stay in cache across the taps (`_blocks`; fwd+bwd
+1.1x, 1.5x and 1.7x faster on wide 2D, wide 3D and narrow 2D than one gemm per tap over the
+whole grid, measured in one run). Its backward uses the same slices (dw)
 and the adjoint shifts (dx, a correlation of dout's grid with the flipped kernel). Grouping
 taps to raise a gemm's K (copying g shifted slices side by side, a partial im2col) was
 measured and dropped: g = 3 and 9 were 1.2-2.2x slower than per-tap gemms, blocked or not,
@@ -431,13 +432,13 @@ def _gemm(dtype):
 def _blocks(spans, channels):
     """(r0, r1) row blocks of the gemms over spans, for channels (C, F).
 
-    A block has at most B rows, the most that keep B C F within
-    SHIFTED_GEMM_MNK, the size up to which OpenBLAS's SkylakeX kernels (used on this AVX-512
-    machine) take their small-matrix path, which skips packing the operands
-    (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c: M N K <= 100^3). Measured fwd+bwd,
-    float32, one thread: one block size past that bound costs 1.3-1.5x (wide 2D, B 192 -> 256;
-    wide 3D, 768 -> 1024; narrow 2D, 1536 -> 2048), and unblocked (a block of the whole
-    grid) 1.3-1.7x; below it, the rows of a block stay in cache across its prod(K) taps.
+    A block has at most B rows, the most that keep B C F within SHIFTED_GEMM_MNK, the size
+    up to which OpenBLAS's SkylakeX kernels (used on this AVX-512 machine) take their
+    small-matrix path, which skips packing the operands (OpenMathLib/OpenBLAS
+    kernel/x86_64/sgemm_small_kernel_permit_skylakex.c: M N K <= 100^3). Measured fwd+bwd,
+    float32, one thread: one block size past that bound costs 1.3-1.5x (wide 2D, B 192 ->
+    256; wide 3D, 768 -> 1024; narrow 2D, 1536 -> 2048); below it, the rows of a block also
+    stay in cache across its prod(K) taps.
     Two spans closer than SHIFTED_CALL_MNK / (C F) rows are bridged, the junk between them
     computed: a gemm call costs about 3 us, 2.5e5 flops at 90 GFLOP/s (with every sample a
     span of its own, an 8x8 batch of 64 took 2.5x im2col's time).
@@ -459,10 +460,10 @@ def _correlate(a, offsets, wk, c, spans, bias=None):
     place; other rows of c are left as they were.
 
     a (> last end + offsets[-1], C), c (>= last end, F), wk (prod K, C, F), C-ordered.
-    Row-blocked (`_blocks`): every tap's gemm runs on one block of B rows before the next starts,
-    so that the block's rows of a and c stay in cache across the taps; the gemms see a, c
-    and wk as their Fortran-ordered transposes, (C, B), (F, B) and (F, C), and BLAS
-    accumulates in place (beta = 1).
+    Row-blocked (`_blocks`): every tap's gemm runs on one block of B rows before the next
+    block starts, so that the block's rows of a and c stay in cache across the taps; the
+    gemms see a, c and wk as their Fortran-ordered transposes, (C, B), (F, B) and (F, C),
+    and BLAS accumulates in place (beta = 1).
     """
     gemm = _gemm(c.dtype)
     for r0, r1 in _blocks(spans, a.shape[1:] + c.shape[1:]):

@@ -1,17 +1,23 @@
 """Speedup of the `pool` executor over `local` on a CPU-bound sweep (issue 9).
 
-    python benchmarks/pool_speedup.py [--workers 2] [--trials 8] [--epochs 150]
+    python benchmarks/pool_speedup.py [--workers 2] [--trials 8] [--epochs 150] [--repeats 1]
 
 Runs the same sweep twice through `python -m harness run`, each into a fresh store: once
 with `--executor local`, once with `--executor pool --workers N`, and prints the wall times
 and their ratio. Both runs pin BLAS to one thread per process, so that the comparison is
 of processes, not of BLAS's own threads; on an idle machine with N cores the ideal is N.
+With --repeats, local and pool alternate (L P L P ...) and the medians are compared: on a
+shared machine a neighbour's burst then lands on both. Beside the walls: the trials' summed
+`time/train_s` and `time/setup_s` (trials.csv), and the rest of the wall, the invocation's
+fixed cost (start-up, MLflow, the last writes) plus, for the pool, the cores it did not get.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,14 +36,20 @@ seeds: {seeds}
 """
 
 
-def timed_run(folder: Path, sweep: Path, *extra: str) -> float:
+def timed_run(folder: Path, sweep: Path, *extra: str) -> tuple[float, float, float]:
+    """(wall s, summed train_s, summed setup_s) of one invocation into a fresh store."""
+    folder.mkdir()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness", "run", str(sweep), "--results",
                     str(folder / "results"), "--tracking-uri", f"sqlite:///{folder}/m.db",
                     "--quiet", *extra], check=True, cwd=ROOT, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    with open(folder / "results" / "pool_speedup" / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    return (wall, sum(float(r["time/train_s"]) for r in rows),
+            sum(float(r["time/setup_s"]) for r in rows))
 
 
 def main() -> None:
@@ -46,20 +58,30 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--epochs", type=int, default=150,
                    help="epochs per trial; the default makes a trial about 5 s of compute")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
     args = p.parse_args()
+    runs: dict[str, list] = {"local": [], "pool": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sweep = tmp / "sweep.yaml"
         sweep.write_text(SWEEP.format(seeds=list(range(args.trials)), epochs=args.epochs))
-        (tmp / "a").mkdir()
-        (tmp / "b").mkdir()
-        local = timed_run(tmp / "a", sweep, "--executor", "local")
-        pool = timed_run(tmp / "b", sweep, "--executor", "pool", "--workers",
-                         str(args.workers))
-    print(f"| executor | wall s ({args.trials} trials x {args.epochs} epochs) |\n|---|---|\n"
-          f"| local | {local:.1f} |\n| pool, {args.workers} workers | {pool:.1f} |\n\n"
-          f"speedup {local / pool:.2f}x (ideal {args.workers}x on an idle machine with "
-          f"{os.cpu_count()} cores)")
+        for i in range(args.repeats):
+            runs["local"].append(timed_run(tmp / f"local{i}", sweep, "--executor", "local"))
+            runs["pool"].append(timed_run(tmp / f"pool{i}", sweep, "--executor", "pool",
+                                          "--workers", str(args.workers)))
+    print(f"| executor | wall s ({args.trials} trials x {args.epochs} epochs) | sum train_s "
+          "| sum setup_s | wall - sum / workers |\n|---|---|---|---|---|")
+    median = {}
+    for name, n in (("local", 1), ("pool", args.workers)):
+        walls = sorted(r[0] for r in runs[name])
+        median[name] = statistics.median(walls)
+        wall, train, setup = min(runs[name], key=lambda r: abs(r[0] - median[name]))
+        shown = ", ".join(f"{w:.1f}" for w in walls)
+        label = name if n == 1 else f"pool, {n} workers"
+        print(f"| {label} | {shown} | {train:.1f} | {setup:.2f} | "
+              f"{wall - (train + setup) / n:.1f} |")
+    print(f"\nspeedup {median['local'] / median['pool']:.2f}x (medians; ideal "
+          f"{args.workers}x on an idle machine with {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

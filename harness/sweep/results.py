@@ -1,5 +1,6 @@
-"""`results/<name>/trials.csv`: one row per trial, rewritten whole as each trial ends, so a
-crash keeps what was done (SPEC 4.6).
+"""`results/<name>/trials.csv`: one row per trial, rewritten whole at most every 2 s as
+trials end and at the end of every list of trials, so a crash keeps what was done; a killed
+driver's last rows are rebuilt from the store by the re-run (SPEC 4.6).
 
 Columns: the trial's index, hash, status and error, its MLflow run, backend, device, seed
 and sweep point; then its resolved config as dotted keys; then the final value of every

@@ -30,6 +30,16 @@ def store(tmp_path, _empty_store):
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def default_sigint() -> None:
+    """A Popen preexec_fn: SIGINT back to its default in the child, as a terminal's
+    foreground job has it. A test session started as a background job (`pytest &`) inherits
+    SIGINT ignored, Python then installs no KeyboardInterrupt handler, and the child would
+    never see the Ctrl-C a test sends it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     import socket
 

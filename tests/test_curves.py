@@ -2,8 +2,8 @@
 over a decade, one panel when the backends give the same curves."""
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from harness.draw.curves import _agreement, _panels, _same_title, curves, ema, spans_a_decade
 

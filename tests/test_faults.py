@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_mlflow_server
+from conftest import default_sigint, free_port, start_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +183,8 @@ def test_driver_signal_kills_cleanly_and_rerun_completes(tmp_path, store, sig, e
     markers.mkdir()
     driver = subprocess.Popen(cmd(tmp_path, f, store, "--executor", executor, "--workers", "2"),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env={**ENV, "TMPDIR": str(markers)})
+                              text=True, env={**ENV, "TMPDIR": str(markers)},
+                              preexec_fn=default_sigint)
     if executor == "pool":
         seen: set = set()
         _wait_for(lambda: _fresh_marker(markers, seen), 180, "a pool worker in a trial",

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 
 from benchmarks import gate, gate_ab
 
@@ -443,6 +444,7 @@ def test_an_interrupted_gate_removes_its_worktree_and_workers(clone, signum):
     gate_run = subprocess.Popen([sys.executable, "-m", "benchmarks.gate", "--base", base,
                                  "--only", "kernel/"], cwd=repo, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                preexec_fn=default_sigint,
                                 start_new_session=True)  # a process group, as in a terminal
     lines = []
     for line in gate_run.stdout:  # wait until it measures

@@ -14,8 +14,8 @@ import pytest
 from scipy import stats
 
 from harness.config import load
-from harness.errors import ConfigErrors
 from harness.config.schema import Claim
+from harness.errors import ConfigErrors
 from harness.sweep import rounds
 from harness.verdicts.claims import evaluate_claims, pairs
 from harness.verdicts.effects import effect

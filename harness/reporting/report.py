@@ -15,7 +15,6 @@ are kept in every table and counted on the plots, never silently dropped.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 import tempfile

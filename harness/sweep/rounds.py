@@ -2,8 +2,8 @@
 adds, by the group-sequential rule of harness/verdicts/sequential.py.
 
 After each look the runner judges the claims on what ran; the arms of the claims still
-undecided get the next `round` seeds (the seeds are first, first + 1, ... in order), until every claim
-is decided or `max` is reached. `report` replays the same looks from the store.
+undecided get the next `round` seeds (the seeds are first, first + 1, ... in order), until
+every claim is decided or `max` is reached. `report` replays the same looks from the store.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from harness.verdicts.claims import matches, sides
+from harness.verdicts.table import interval
 
 # column -> (header, what it holds); the order is the default order
 COLUMNS = {
@@ -82,23 +83,13 @@ def records(name: str, claims, verdicts, rows: list[dict]) -> list[dict]:
             "a_mean": am, "a_std": asd, "n_a": an, "b_mean": bm, "b_std": bsd, "n_b": bn,
             "margin": v.margin, "diff": e and e.diff, "diff_low": e and e.low,
             "diff_high": e and e.high, "poi": e and e.poi, "poi_low": e and e.poi_low,
-            "poi_high": e and e.poi_high, "effect": _ci(e and e.diff, e and e.low,
-                                                          e and e.high, ".3g"),
-            "poi_ci": _ci(e and e.poi, e and e.poi_low, e and e.poi_high, ".2f"),
+            "poi_high": e and e.poi_high, "effect": interval(e.diff, e.low, e.high) if e else "",
+            "poi_ci": interval(e.poi, e.poi_low, e.poi_high, ".2f") if e else "",
             "p": v.p_value, "alternative": v.alternative,
             "p_holm": v.p_holm,
             "tuned": "" if claims[v.index].agree else _tuned(claims[v.index], rows),
             "note": v.note})
     return out
-
-
-def _ci(point, low, high, digits: str) -> str:
-    """'0.029 [0.009, 0.049]', or the point alone, or '' (table.py's cells, as text)."""
-    if point is None:
-        return ""
-    if low is None:
-        return f"{point:{digits}}"
-    return f"{point:{digits}} [{low:{digits}}, {high:{digits}}]"
 
 
 def check_columns(columns: list[str]) -> list[str]:

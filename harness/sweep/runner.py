@@ -156,29 +156,29 @@ def run(file, overrides=(), options: RunOptions = RunOptions(),
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     skipped = 0
     try:
-        if tuning:
-            table = sweep.run(tuning, results / exp.name / "tuning.csv")
-            choices = choose(tuning, where, table.rows)
-            final = tuned(trials, choices)
-            skipped = len(trials) - len(final)
-            for a, c in choices.items():
-                progress.line(f"tuned {a[0]} on {a[1]}/{a[2]}: {c.describe()}")
-            trials = final
-        table = sweep.run(trials, results / exp.name / "trials.csv")
-        if exp.seed_rounds and exp.expect:
-            _rounds(exp, trials, table, sweep, progress)
+        try:
+            if tuning:
+                table = sweep.run(tuning, results / exp.name / "tuning.csv")
+                choices = choose(tuning, where, table.rows)
+                final = tuned(trials, choices)
+                skipped = len(trials) - len(final)
+                for a, c in choices.items():
+                    progress.line(f"tuned {a[0]} on {a[1]}/{a[2]}: {c.describe()}")
+                trials = final
+            table = sweep.run(trials, results / exp.name / "trials.csv")
+            if exp.seed_rounds and exp.expect:
+                _rounds(exp, trials, table, sweep, progress)
+        finally:  # the default SIGTERM back before anything is closed
+            signal.signal(signal.SIGTERM, previous)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, previous)
         sweep.close("KILLED")
         progress.close()
         print(f"interrupted: trials that were running are marked KILLED; to finish the "
               f"rest:\n  {command(file, overrides, o)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BaseException:
-        signal.signal(signal.SIGTERM, previous)
         sweep.close(None)
         raise
-    signal.signal(signal.SIGTERM, previous)
     sweep.close("FINISHED")  # an invocation that ran nothing leaves no empty parent
     progress.close()
     statuses = sweep.statuses

@@ -41,7 +41,8 @@ def ms(values) -> str:
     return f"{finite.mean():.4g} ± {std:.2g} (n={', '.join([str(len(v)), *bad])})"
 
 
-def _interval(point, low, high, digits: str = ".3g") -> str:
+def interval(point, low, high, digits: str = ".3g") -> str:
+    """'0.029 [0.009, 0.049]', the point alone without an interval, or '' without a point."""
     if point is None:
         return ""
     if low is None:
@@ -55,8 +56,8 @@ def row(v) -> str:
     holm = "" if v.p_holm is None else f"{v.p_holm:.3g}"
     margin = f"±{v.margin:g}" if v.kind == "equivalent" else f"{v.margin:g}"
     e = v.effect
-    diff = "" if e is None else _interval(e.diff, e.low, e.high)
-    poi = "" if e is None else _interval(e.poi, e.poi_low, e.poi_high, ".2f")
+    diff = "" if e is None else interval(e.diff, e.low, e.high)
+    poi = "" if e is None else interval(e.poi, e.poi_low, e.poi_high, ".2f")
     text = (f"| {v.claim} | {v.group} | {ms(v.better)} | {ms(v.than)} | {margin} | {diff} | "
             f"{poi} | {p} | {holm} | **{v.verdict}** | {v.note} |")
     if " on target/" in v.claim:  # time to target: inf is a target never reached, the worst

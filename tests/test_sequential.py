@@ -243,3 +243,29 @@ def test_replay_reaches_the_verdicts_of_the_looks_in_turn():
     assert [(v.verdict, v.note) for v in replay(plan, claims, data)] == \
         [(v.verdict, v.note) for v in verdicts]
     assert len(verdicts[0].better) == 3  # decided at the first look, on its first 3 seeds
+
+
+def test_the_adjusted_p_is_at_most_alpha_exactly_where_the_rule_decided():
+    """The tables' Holm p for a sequential row: its p over the boundary of its look, times
+    alpha. Over random files of two claims at every look, it must sit at or under alpha on
+    every PASS and FAIL and above it on every INCONCLUSIVE row; a row decided at Holm's
+    share 1/2 has p at or under alpha / 2's boundary, so its adjusted p is not simply p."""
+    plan = SequentialPlan(min_seeds=3, max_seeds=6)
+    rng = np.random.default_rng(1)
+    seen, scaled = Counter(), 0
+    for _ in range(60):
+        shift = rng.choice([0.0, 0.02, 0.05, 0.2])
+        data = rows({"he": list(0.5 + shift + 0.05 * rng.normal(size=6)),
+                     "gaussian": list(0.5 + 0.05 * rng.normal(size=6)),
+                     "xavier": list(0.5 + 0.05 * rng.normal(size=6)),
+                     "lecun": list(0.5 - shift + 0.05 * rng.normal(size=6))})
+        verdicts = None
+        for look in range(len(plan.looks)):
+            verdicts = judge_look(plan, look, [HE_GAUSSIAN, XAVIER_LECUN], data, verdicts)
+            for v in verdicts:
+                assert v.p_value is not None and v.p_holm is not None
+                decided = v.verdict in ("PASS", "FAIL")
+                assert (v.p_holm <= 0.05) == decided, (v.verdict, v.p_value, v.p_holm, v.note)
+                seen[v.verdict] += 1
+                scaled += v.p_holm != pytest.approx(v.p_value, rel=1e-9)
+    assert seen["PASS"] and seen["INCONCLUSIVE"] and scaled

@@ -23,8 +23,9 @@ from harness.reporting import tables
 from harness.reporting.report import ReportOptions, report
 
 
-def compare(files, overrides=(), options: ReportOptions = ReportOptions()) -> int:
+def compare(files, overrides=(), options: ReportOptions | None = None) -> int:
     """Report each file, then put them side by side; the worst of their exit codes."""
+    options = options or ReportOptions()
     names, errors = [], []
     for f in files:
         if Path(f).is_dir():

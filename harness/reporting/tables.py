@@ -45,7 +45,8 @@ COLUMNS = {
     "poi_ci": ("P(A better) (95% CI)", "the probability of improvement with its interval"),
     "p": ("p", "one-sided p of the alternative"),
     "alternative": ("H1", "better, worse, within or outside"),
-    "p_holm": ("Holm p", "p adjusted over the file's rows (Holm)"),
+    "p_holm": ("Holm p", "p adjusted over the file's rows (Holm; "
+                          "seeds until decided: p over its look's boundary, times alpha)"),
     "tuned": ("tuned", "the tuned values of arm A; of arm B"),
     "note": ("note", "what the verdict rests on"),
 }

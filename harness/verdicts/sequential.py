@@ -45,6 +45,10 @@ effect, a PASS and a FAIL each happen with probability at most alpha. Measured t
 PASS 0.046 and FAIL 0.047, against 0.13 each way for the fixed-sample test at every look;
 with an effect of one standard deviation, PASS 0.57 with 7.9 seeds a side on average.
 
+A row's adjusted p (`adjusted`, the tables' "Holm p" column) is its p divided by the
+boundary it was held to at its look, times alpha: at most alpha exactly where the rule
+decided it.
+
 Every function here is pure: the runner keeps the verdicts between looks.
 
     plan = SequentialPlan(alpha=0.05, min_seeds=3, max_seeds=10, round_size=1)
@@ -295,7 +299,17 @@ def _verdict(plan, look, claim, key, j, a, b, margin, level, share, pool="") -> 
     return C.Verdict(C.describe(claim), key[1], j.verdict, a, b, margin, j.p, note,
                      j.alternative, effect=effect(a, b, higher, claim.test,
                                                   paired=claim.paired),
-                     kind=C.kind(claim), index=key[0])
+                     kind=C.kind(claim), index=key[0],
+                     p_holm=adjusted(j.p, level, claim.alpha))
+
+
+def adjusted(p: float | None, level: float, alpha: float) -> float | None:
+    """A sequential row's adjusted p: its look's p on the scale of the claim's alpha,
+    alpha p / level, where `level` is the boundary the rule held it to at that look (the
+    spending for the look, at Holm's share alpha / (m - r) of the family). It is at most
+    alpha exactly where the rule decided the row, as a fixed-sample file's Holm p is at
+    most alpha exactly where Holm's procedure decides it; capped at 1."""
+    return None if p is None else min(1.0, alpha * p / level)
 
 
 def replay(plan: SequentialPlan, claims, rows: list[dict]) -> list:

@@ -15,7 +15,10 @@ no test was needed: no spread over seeds, or a side diverged on every seed.
 
 Holm p: the p-value adjusted by Holm's step-down over every tested row of the file (Holm
 1979), each row's hypothesis the direction its data favour; the verdict is PASS or FAIL only
-if the adjusted p is at most the claim's alpha.
+if the adjusted p is at most the claim's alpha. In a file whose seeds run until decided
+(`seeds: {min, max}`), the rule's group-sequential Holm has no single adjusted p; the column
+shows the row's p over the boundary it was held to at its last look, times alpha, which is
+likewise at most alpha exactly where the rule decided it.
 
 A is the claim's first configuration (`better:`, or the first of `equivalent:`), B the
 other. A − B: the difference of the means over seeds, in the metric's units, with Welch's

@@ -10,6 +10,13 @@ With --repeats, local and pool alternate (L P L P ...) and the medians are compa
 shared machine a neighbour's burst then lands on both. Beside the walls: the trials' summed
 `time/train_s` and `time/setup_s` (trials.csv), and the rest of the wall, the invocation's
 fixed cost (start-up, MLflow, the last writes) plus, for the pool, the cores it did not get.
+
+Then the machine's own ceiling, with no harness around the trials: the same trials' training
+(`harness.sweep.train.run_trial`, no MLflow, no writer, no pool) run by one bare process,
+then split between N bare processes that start together (each waits for a common instant
+after its imports). Its ratio is the most any executor could get from N processes here; on
+a VM whose vCPUs share a core, or whose trials contend for cache and memory, it is well
+under N. The pool's speedup is then read against it.
 """
 
 from __future__ import annotations
@@ -52,6 +59,37 @@ def timed_run(folder: Path, sweep: Path, *extra: str) -> tuple[float, float, flo
             sum(float(r["time/setup_s"]) for r in rows))
 
 
+# one bare process: wait for the common instant, train its trials, print when it finished
+BARE = """\
+import sys, time
+from harness import load
+from harness.sweep.train import run_trial
+_, trials = load(sys.argv[1])
+mine = [t for i, t in enumerate(trials) if i % int(sys.argv[3]) == int(sys.argv[4])]
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+for t in mine:
+    assert run_trial(t).status == "finished", t
+print(time.time())
+"""
+
+
+def bare(sweep: Path, processes: int) -> float:
+    """Seconds from a common start to the last of `processes` bare processes finishing,
+    the sweep's trials dealt round-robin between them."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    t0 = time.time() + 5.0  # after every process's imports
+    procs = [subprocess.Popen([sys.executable, "-c", BARE, str(sweep), str(t0),
+                               str(processes), str(i)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, text=True) for i in range(processes)]
+    ends = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"a bare process failed (exit {proc.returncode})")
+        ends.append(float(out.strip().splitlines()[-1]))
+    return max(ends) - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2)
@@ -59,6 +97,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=150,
                    help="epochs per trial; the default makes a trial about 5 s of compute")
     p.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="skip the bare processes (the machine's own ceiling)")
     args = p.parse_args()
     runs: dict[str, list] = {"local": [], "pool": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,6 +109,10 @@ def main() -> None:
             runs["local"].append(timed_run(tmp / f"local{i}", sweep, "--executor", "local"))
             runs["pool"].append(timed_run(tmp / f"pool{i}", sweep, "--executor", "pool",
                                           "--workers", str(args.workers)))
+        ceiling = []
+        if not args.no_ceiling:
+            for _ in range(args.repeats):
+                ceiling.append((bare(sweep, 1), bare(sweep, args.workers)))
     print(f"| executor | wall s ({args.trials} trials x {args.epochs} epochs) | sum train_s "
           "| sum setup_s | wall - sum / workers |\n|---|---|---|---|---|")
     median = {}
@@ -80,8 +124,16 @@ def main() -> None:
         label = name if n == 1 else f"pool, {n} workers"
         print(f"| {label} | {shown} | {train:.1f} | {setup:.2f} | "
               f"{wall - (train + setup) / n:.1f} |")
-    print(f"\nspeedup {median['local'] / median['pool']:.2f}x (medians; ideal "
+    speedup = median["local"] / median["pool"]
+    print(f"\nspeedup {speedup:.2f}x (medians; ideal "
           f"{args.workers}x on an idle machine with {os.cpu_count()} cores)")
+    if ceiling:
+        one = statistics.median(c[0] for c in ceiling)
+        many = statistics.median(c[1] for c in ceiling)
+        print(f"ceiling: the trials' training alone, no harness, 1 bare process "
+              f"{one:.1f} s, {args.workers} at once {many:.1f} s: {one / many:.2f}x "
+              f"(medians of {len(ceiling)}); the pool reaches {speedup / (one / many):.2f} "
+              "of it")
 
 
 if __name__ == "__main__":

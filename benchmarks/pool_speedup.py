@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,20 +44,29 @@ seeds: {seeds}
 """
 
 
-def timed_run(folder: Path, sweep: Path, *extra: str) -> tuple[float, float, float]:
-    """(wall s, summed train_s, summed setup_s) of one invocation into a fresh store."""
+def children_cpu() -> float:
+    """CPU seconds, user and system, of every finished child process (and of theirs that
+    they waited for: a pool's workers, the writer)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def timed_run(folder: Path, sweep: Path, *extra: str) -> tuple[float, float, float, float]:
+    """(wall s, summed train_s, summed setup_s, CPU s of all its processes) of one
+    invocation into a fresh store."""
     folder.mkdir()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness", "run", str(sweep), "--results",
                     str(folder / "results"), "--tracking-uri", f"sqlite:///{folder}/m.db",
                     "--quiet", *extra], check=True, cwd=ROOT, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, children_cpu() - cpu
     with open(folder / "results" / "pool_speedup" / "trials.csv") as f:
         rows = list(csv.DictReader(f))
     return (wall, sum(float(r["time/train_s"]) for r in rows),
-            sum(float(r["time/setup_s"]) for r in rows))
+            sum(float(r["time/setup_s"]) for r in rows), cpu)
 
 
 # one bare process: wait for the common instant, train its trials, print when it finished
@@ -69,25 +79,29 @@ mine = [t for i, t in enumerate(trials) if i % int(sys.argv[3]) == int(sys.argv[
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 for t in mine:
     assert run_trial(t).status == "finished", t
-print(time.time())
+print(len(mine), time.time())
 """
 
 
-def bare(sweep: Path, processes: int) -> float:
-    """Seconds from a common start to the last of `processes` bare processes finishing,
-    the sweep's trials dealt round-robin between them."""
+def bare(sweep: Path, processes: int) -> tuple[float, float, int]:
+    """(seconds from a common start to the last of `processes` bare processes finishing,
+    the CPU seconds of all of them, imports included, the trials they trained), the
+    sweep's trials dealt round-robin between them."""
+    cpu = children_cpu()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     t0 = time.time() + 5.0  # after every process's imports
     procs = [subprocess.Popen([sys.executable, "-c", BARE, str(sweep), str(t0),
                                str(processes), str(i)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, text=True) for i in range(processes)]
-    ends = []
+    ends, trained = [], 0
     for proc in procs:
         out, _ = proc.communicate()
         if proc.returncode != 0:
             raise SystemExit(f"a bare process failed (exit {proc.returncode})")
-        ends.append(float(out.strip().splitlines()[-1]))
-    return max(ends) - t0
+        count, end = out.strip().splitlines()[-1].split()
+        ends.append(float(end))
+        trained += int(count)
+    return max(ends) - t0, children_cpu() - cpu, trained
 
 
 def main() -> None:
@@ -114,26 +128,34 @@ def main() -> None:
             for _ in range(args.repeats):
                 ceiling.append((bare(sweep, 1), bare(sweep, args.workers)))
     print(f"| executor | wall s ({args.trials} trials x {args.epochs} epochs) | sum train_s "
-          "| sum setup_s | wall - sum / workers |\n|---|---|---|---|---|")
+          "| sum setup_s | wall - sum / workers | CPU s, all processes |\n"
+          "|---|---|---|---|---|---|")
     median = {}
     for name, n in (("local", 1), ("pool", args.workers)):
         walls = sorted(r[0] for r in runs[name])
         median[name] = statistics.median(walls)
-        wall, train, setup = min(runs[name], key=lambda r: abs(r[0] - median[name]))
+        wall, train, setup, cpu = min(runs[name], key=lambda r: abs(r[0] - median[name]))
         shown = ", ".join(f"{w:.1f}" for w in walls)
         label = name if n == 1 else f"pool, {n} workers"
         print(f"| {label} | {shown} | {train:.1f} | {setup:.2f} | "
-              f"{wall - (train + setup) / n:.1f} |")
+              f"{wall - (train + setup) / n:.1f} | {cpu:.1f} |")
     speedup = median["local"] / median["pool"]
     print(f"\nspeedup {speedup:.2f}x (medians; ideal "
           f"{args.workers}x on an idle machine with {os.cpu_count()} cores)")
     if ceiling:
-        one = statistics.median(c[0] for c in ceiling)
-        many = statistics.median(c[1] for c in ceiling)
+        one = statistics.median(c[0][0] for c in ceiling)
+        many = statistics.median(c[1][0] for c in ceiling)
         print(f"ceiling: the trials' training alone, no harness, 1 bare process "
               f"{one:.1f} s, {args.workers} at once {many:.1f} s: {one / many:.2f}x "
               f"(medians of {len(ceiling)}); the pool reaches {speedup / (one / many):.2f} "
               "of it")
+        # the pool's wall cannot be under its processes' CPU shared out over the workers'
+        # cores, whatever the executor does
+        pool_cpu = statistics.median(r[3] for r in runs["pool"])
+        print(f"CPU bound: the pool's processes used {pool_cpu:.1f} CPU s (the bare "
+              f"processes {statistics.median(c[1][1] for c in ceiling):.1f}), so its wall "
+              f"is at least {pool_cpu / args.workers:.1f} s on {args.workers} cores and its "
+              f"speedup at most {median['local'] / (pool_cpu / args.workers):.2f}x")
 
 
 if __name__ == "__main__":

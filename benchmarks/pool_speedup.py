@@ -44,6 +44,11 @@ seeds: {seeds}
 """
 
 
+def one_thread_env() -> dict:
+    """This process's environment with BLAS and OpenMP pinned to one thread per process."""
+    return {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 def children_cpu() -> float:
     """CPU seconds, user and system, of every finished child process (and of theirs that
     they waited for: a pool's workers, the writer)."""
@@ -55,7 +60,7 @@ def timed_run(folder: Path, sweep: Path, *extra: str) -> tuple[float, float, flo
     """(wall s, summed train_s, summed setup_s, CPU s of all its processes) of one
     invocation into a fresh store."""
     folder.mkdir()
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = one_thread_env()
     cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness", "run", str(sweep), "--results",
@@ -88,7 +93,7 @@ def bare(sweep: Path, processes: int) -> tuple[float, float, int]:
     the CPU seconds of all of them, imports included, the trials they trained), the
     sweep's trials dealt round-robin between them."""
     cpu = children_cpu()
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = one_thread_env()
     t0 = time.time() + 5.0  # after every process's imports
     procs = [subprocess.Popen([sys.executable, "-c", BARE, str(sweep), str(t0),
                                str(processes), str(i)], cwd=ROOT, env=env,

@@ -38,7 +38,7 @@ name: pool_speedup
 task: {{name: mario, n_train: 2000, n_val: 256, n_test: 256}}
 model: {{arch: mlp, depth: 2, width: 256, activation: relu, init: he}}
 optimizer: {{name: sgd, lr: 0.002}}
-train: {{epochs: {epochs}, batch_size: 32}}
+train: {{epochs: {epochs}, batch_size: 32, log_every: {log_every}}}
 backends: [numpy]
 seeds: {seeds}
 """
@@ -116,6 +116,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=150,
                    help="epochs per trial; the default makes a trial about 5 s of compute")
     p.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
+    p.add_argument("--log-every", type=int, default=1,
+                   help="train.log_every: a step-loss row every n steps (the harness's default 1)")
     p.add_argument("--no-ceiling", action="store_true",
                    help="skip the bare processes (the machine's own ceiling)")
     args = p.parse_args()
@@ -123,7 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sweep = tmp / "sweep.yaml"
-        sweep.write_text(SWEEP.format(seeds=list(range(args.trials)), epochs=args.epochs))
+        sweep.write_text(SWEEP.format(seeds=list(range(args.trials)), epochs=args.epochs,
+                                     log_every=args.log_every))
         for i in range(args.repeats):
             runs["local"].append(timed_run(tmp / f"local{i}", sweep, "--executor", "local"))
             runs["pool"].append(timed_run(tmp / f"pool{i}", sweep, "--executor", "pool",

@@ -36,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "sweep.yaml").write_text(SWEEP.format(seeds=list(range(args.trials)),
-                                                     epochs=args.epochs))
+                                                     epochs=args.epochs, log_every=1))
         _, trials = load(tmp / "sweep.yaml")
         t0 = time.process_time()
         done = [buffered_work(t) for t in trials]
